@@ -1,0 +1,327 @@
+//! The explicit path: [`Observability::builder`] → [`ObservabilityBuilder`] →
+//! [`ObservabilityParts`] (no globals) or an installed router and guard.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+
+use crate::config::{ObservabilityConfig, Propagator};
+use crate::endpoint::METRICS_PATH;
+use crate::error::{ConfigError, SetupError};
+use crate::guard::ObservabilityGuard;
+use crate::http::{HttpTelemetryLayer, Shared};
+
+/// Paths that are neither measured nor traced unless changed with
+/// [`ObservabilityBuilder::with_excluded_paths`].
+pub const DEFAULT_EXCLUDED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
+/// The instrumentation scope of everything this crate records itself.
+pub(crate) const SCOPE: &str = "soma-observability";
+
+/// Entry point of the explicit setup path.
+#[derive(Debug)]
+pub struct Observability(());
+
+impl Observability {
+    /// Starts configuring telemetry for the service `service_name`.
+    pub fn builder(service_name: impl Into<String>) -> ObservabilityBuilder {
+        ObservabilityBuilder {
+            service_name: service_name.into(),
+            config: None,
+            histogram_buckets: HashMap::new(),
+            excluded_paths: DEFAULT_EXCLUDED_PATHS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// The default bound on [`ObservabilityGuard::shutdown`]: well inside Kubernetes' default 30 s
+/// grace period, with time left to drain requests.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configures the telemetry pipelines (see [`Observability::builder`]).
+///
+/// ```
+/// use soma_observability::{Observability, ObservabilityConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ObservabilityConfig::from_lookup(|name| match name {
+///     "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+///     _ => None,
+/// })?;
+/// let parts = Observability::builder("checkout")
+///     .with_config(config)
+///     .with_histogram_buckets("checkout.payment.duration", &[0.1, 0.5, 1.0, 5.0])?
+///     .with_excluded_paths(["/metrics", "/livez"])
+///     .build()?;
+/// let app: axum::Router = parts.instrument(axum::Router::new())?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct ObservabilityBuilder {
+    service_name: String,
+    config: Option<ObservabilityConfig>,
+    histogram_buckets: HashMap<String, Vec<f64>>,
+    excluded_paths: Vec<String>,
+    shutdown_timeout: Duration,
+}
+
+impl ObservabilityBuilder {
+    /// Uses this configuration instead of reading the environment.
+    pub fn with_config(mut self, config: ObservabilityConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Sets the bucket boundaries of the histogram named `instrument` (its OpenTelemetry name,
+    /// e.g. `checkout.payment.duration`). They win over the default seconds buckets.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] if `buckets` is empty, not finite or not strictly increasing.
+    pub fn with_histogram_buckets(
+        mut self,
+        instrument: impl Into<String>,
+        buckets: &[f64],
+    ) -> Result<Self, ConfigError> {
+        crate::metrics::validate_buckets("with_histogram_buckets", buckets)?;
+        self.histogram_buckets
+            .insert(instrument.into(), buckets.to_vec());
+        Ok(self)
+    }
+
+    /// Replaces the list of request paths that are neither measured nor traced (exact matches;
+    /// by default [`DEFAULT_EXCLUDED_PATHS`]).
+    pub fn with_excluded_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.excluded_paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Bounds how long [`ObservabilityGuard::shutdown`] may take (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Builds every part without touching process-global state: for tests, and for services
+    /// that compose the pieces themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::Config`] if the environment holds an invalid `OTEL_*` value (when no
+    /// configuration was given), [`SetupError::Exporter`] if an exporter cannot be built.
+    pub fn build(self) -> Result<ObservabilityParts, SetupError> {
+        let config = match self.config {
+            Some(config) => config,
+            None => ObservabilityConfig::from_env()?,
+        };
+        let resource = resource(&self.service_name, &config);
+        let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets)?;
+        let meter = metrics.provider.meter(SCOPE);
+        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
+        let logger_provider = crate::logs::build(&config, resource)?;
+        let propagator = build_propagator(&config.propagators);
+        let tracing = tracer_provider
+            .as_ref()
+            .map(|provider| crate::http::HttpTracing {
+                tracer: provider.tracer(SCOPE),
+                propagator: build_propagator(&config.propagators),
+            });
+        let layer = HttpTelemetryLayer::new(Shared {
+            metrics: config
+                .metrics_enabled
+                .then(|| crate::http::HttpInstruments::new(&meter)),
+            tracing,
+            excluded_paths: self.excluded_paths,
+            routes: crate::http::RouteInterner::default(),
+            attribute_value_length_limit: config.attribute_value_length_limit,
+        });
+        Ok(ObservabilityParts {
+            config,
+            layer,
+            registry: metrics.registry,
+            meter_provider: metrics.provider,
+            tracer_provider,
+            logger_provider,
+            propagator,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
+    /// Builds the parts, installs them as the process's global providers, propagator and
+    /// `tracing` subscriber, and instruments `router` (see [`setup_observability`](crate::setup_observability)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), plus [`SetupError::AlreadyInstalled`] on a second call in the
+    /// same process and [`SetupError::SubscriberAlreadySet`] if another `tracing` subscriber is
+    /// the global default.
+    pub fn install<S>(
+        self,
+        router: Router<S>,
+    ) -> Result<(Router<S>, ObservabilityGuard), SetupError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        crate::install::install(self.build()?, router)
+    }
+}
+
+/// Everything [`ObservabilityBuilder::build`] made, not installed anywhere.
+#[derive(Debug)]
+pub struct ObservabilityParts {
+    pub(crate) config: ObservabilityConfig,
+    layer: HttpTelemetryLayer,
+    registry: prometheus::Registry,
+    pub(crate) meter_provider: SdkMeterProvider,
+    pub(crate) tracer_provider: Option<SdkTracerProvider>,
+    pub(crate) logger_provider: Option<SdkLoggerProvider>,
+    pub(crate) propagator: TextMapCompositePropagator,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl ObservabilityParts {
+    /// The HTTP telemetry layer; apply it with `Router::layer` after the routes.
+    pub fn http_layer(&self) -> HttpTelemetryLayer {
+        self.layer.clone()
+    }
+
+    /// A router serving `GET /metrics`.
+    pub fn metrics_router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        crate::endpoint::router(self.registry.clone())
+    }
+
+    /// The Prometheus registry behind `/metrics`.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// Renders the registry as `/metrics` would.
+    ///
+    /// # Errors
+    ///
+    /// If a metric family cannot be encoded.
+    pub fn render_metrics(&self) -> Result<String, prometheus::Error> {
+        crate::endpoint::render(&self.registry)
+    }
+
+    /// The meter provider; meters from it land in this part's `/metrics`.
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        &self.meter_provider
+    }
+
+    /// The tracer provider, when traces are enabled.
+    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
+        self.tracer_provider.as_ref()
+    }
+
+    /// The logger provider, when logs are exported over OTLP.
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.logger_provider.as_ref()
+    }
+
+    /// The propagator for incoming and outgoing requests (from `OTEL_PROPAGATORS`).
+    pub fn propagator(&self) -> &TextMapCompositePropagator {
+        &self.propagator
+    }
+
+    /// The `tracing` subscriber (stdout, spans, OTLP logs) for this configuration; use it with
+    /// `tracing::subscriber::set_default` or `with_default` to avoid the global one.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        crate::logs::subscriber(
+            &self.config,
+            self.tracer_provider.as_ref(),
+            self.logger_provider.as_ref(),
+        )
+    }
+
+    /// Wraps `router` in the HTTP layer and mounts `/metrics` (not measured).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::RouteConflict`] if `router` already serves `/metrics`.
+    pub fn instrument<S>(&self, router: Router<S>) -> Result<Router<S>, SetupError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let router = router.layer(self.http_layer());
+        if !self.config.metrics_enabled {
+            return Ok(router);
+        }
+        let metrics = self.metrics_router();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || router.merge(metrics)))
+            .map_err(|_| SetupError::RouteConflict(METRICS_PATH))
+    }
+
+    /// A guard that flushes and shuts these providers down.
+    pub fn into_guard(self) -> ObservabilityGuard {
+        ObservabilityGuard::new(
+            self.meter_provider,
+            self.tracer_provider,
+            self.logger_provider,
+            self.shutdown_timeout,
+        )
+    }
+}
+
+fn resource(service_name: &str, config: &ObservabilityConfig) -> Resource {
+    let name = if service_name.is_empty() {
+        config
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "unknown_service".to_owned())
+    } else {
+        service_name.to_owned()
+    };
+    Resource::builder_empty()
+        .with_attributes(
+            TelemetryResourceDetector
+                .detect()
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .with_attributes(
+            config
+                .resource_attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .with_service_name(name)
+        .build()
+}
+
+pub(crate) fn build_propagator(names: &[Propagator]) -> TextMapCompositePropagator {
+    let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = names
+        .iter()
+        .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
+            match p {
+                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+            }
+        })
+        .collect();
+    TextMapCompositePropagator::new(propagators)
+}

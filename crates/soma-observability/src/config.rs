@@ -1,0 +1,809 @@
+//! Configuration, parsed once from the standard `OTEL_*` environment variables.
+//!
+//! [`ObservabilityConfig::from_env`] is the only place in the crate that reads the environment.
+//! Every value is validated: a value that cannot be used gives a [`ConfigError`] naming the
+//! variable, the value and what is accepted. An empty variable counts as unset.
+//!
+//! # Precedence
+//!
+//! Values set in code (the `with_*` methods of [`ObservabilityBuilder`](crate::ObservabilityBuilder)
+//! and of this type) beat the environment, which beats the defaults documented below.
+//! Signal-specific variables (`OTEL_EXPORTER_OTLP_TRACES_*`) beat the generic ones
+//! (`OTEL_EXPORTER_OTLP_*`).
+//!
+//! # Variables
+//!
+//! | Variable | Meaning | Default | If invalid |
+//! |---|---|---|---|
+//! | `OTEL_SERVICE_NAME` | `service.name` when the code gives none | the name passed to `setup_observability` wins | - |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2` resource attributes (percent-decoded) | none | error |
+//! | `OTEL_SDK_DISABLED` | `true` turns off traces and logs export and span creation (metrics stay) | `false` | error |
+//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
+//! | `OTEL_METRICS_EXPORTER` | `prometheus` (the `/metrics` endpoint) or `none` | `prometheus` | error |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; `/v1/traces`, `/v1/logs` are appended for HTTP | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) | error |
+//! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT` | full URL for one signal, used as is | from the generic endpoint | error |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` | error |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS}_TIMEOUT` | export timeout in milliseconds (> 0) | `10000` | error |
+//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
+//! | `OTEL_TRACES_SAMPLER_ARG` | ratio in `[0, 1]` for the `*traceidratio` samplers | `1.0` | error |
+//! | `OTEL_PROPAGATORS` | comma list of `tracecontext`, `baggage`, `none` | `tracecontext,baggage` | error |
+//! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` | export interval in ms (> 0; `0` would busy-spin) | `1000` | error |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE` | queue size (> 0; `0` would drop everything) | `16384` | error |
+//! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
+//! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
+//! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info` | error |
+//! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// `OTEL_SERVICE_NAME`.
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// `OTEL_SDK_DISABLED`.
+pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_TRACES_EXPORTER`.
+pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// `OTEL_LOGS_EXPORTER`.
+pub const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
+/// `OTEL_METRICS_EXPORTER`.
+pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+/// `OTEL_EXPORTER_OTLP_LOGS_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_LOGS_HEADERS: &str = "OTEL_EXPORTER_OTLP_LOGS_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
+/// `OTEL_TRACES_SAMPLER`.
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// `OTEL_TRACES_SAMPLER_ARG`.
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// `OTEL_PROPAGATORS`.
+pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// `OTEL_BSP_SCHEDULE_DELAY`.
+pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// `OTEL_BSP_MAX_QUEUE_SIZE`.
+pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
+pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// `OTEL_BLRP_SCHEDULE_DELAY`.
+pub const OTEL_BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
+/// `OTEL_BLRP_MAX_QUEUE_SIZE`.
+pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
+/// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`.
+pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `RUST_LOG`.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// `SOMA_LOG_FORMAT`.
+pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
+
+/// Where a signal is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExporterKind {
+    /// OTLP to a collector.
+    Otlp,
+    /// Human-readable lines on stdout, for local work.
+    Console,
+    /// Not exported at all.
+    None,
+}
+
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP/gRPC (default port 4317).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (default port 4318).
+    HttpProtobuf,
+}
+
+/// How stdout logs are formatted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The sampler applied to new traces.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Sampler {
+    /// Record every trace.
+    AlwaysOn,
+    /// Record no trace.
+    AlwaysOff,
+    /// Record a fixed fraction of traces, chosen by trace id.
+    TraceIdRatio(f64),
+    /// Follow the caller's decision; for root spans use the inner sampler.
+    ParentBased(ParentBasedRoot),
+}
+
+/// The root decision of a parent-based sampler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ParentBasedRoot {
+    /// Sample every root span.
+    AlwaysOn,
+    /// Sample no root span.
+    AlwaysOff,
+    /// Sample a fraction of root spans.
+    TraceIdRatio(f64),
+}
+
+/// A context propagator named in `OTEL_PROPAGATORS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Propagator {
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+}
+
+/// Where and how one signal (traces or logs) is exported over OTLP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtlpConfig {
+    /// The exporter for this signal.
+    pub exporter: ExporterKind,
+    /// The transport.
+    pub protocol: Protocol,
+    /// The full URL the exporter sends to.
+    pub endpoint: String,
+    /// Headers (gRPC metadata) sent with every export.
+    pub headers: BTreeMap<String, String>,
+    /// How long one export may take.
+    pub timeout: Duration,
+    /// Batch processor: how often a batch is sent.
+    pub schedule_delay: Duration,
+    /// Batch processor: how many items may wait; more are dropped (and counted).
+    pub max_queue_size: usize,
+    /// Batch processor: how many items one export carries.
+    pub max_export_batch_size: usize,
+}
+
+/// All telemetry settings, typed and validated.
+///
+/// Build it with [`ObservabilityConfig::from_env`] (or [`ObservabilityConfig::from_lookup`] in
+/// tests), then adjust it in code; code beats the environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservabilityConfig {
+    /// `service.name`, when the code does not set one.
+    pub service_name: Option<String>,
+    /// Extra resource attributes, in addition to `service.name` and the SDK's own.
+    pub resource_attributes: BTreeMap<String, String>,
+    /// `OTEL_SDK_DISABLED`: no spans are created and nothing is exported over OTLP.
+    pub sdk_disabled: bool,
+    /// Whether `/metrics` is served.
+    pub metrics_enabled: bool,
+    /// Trace export.
+    pub traces: OtlpConfig,
+    /// Log export.
+    pub logs: OtlpConfig,
+    /// The sampler for new traces.
+    pub sampler: Sampler,
+    /// The propagators for incoming and outgoing requests.
+    pub propagators: Vec<Propagator>,
+    /// The longest string attribute taken from a request, in bytes.
+    pub attribute_value_length_limit: usize,
+    /// The `tracing` filter directives (`RUST_LOG` syntax).
+    pub log_filter: String,
+    /// The stdout log format.
+    pub log_format: LogFormat,
+}
+
+/// Default batch delay: short enough that a short-lived job exports, long enough to batch.
+const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_secs(1);
+/// Default queue size: keeps up with ~16 k spans/s bursts at the default delay, bounded to a few MiB.
+const DEFAULT_MAX_QUEUE_SIZE: usize = 16_384;
+/// Default export batch size.
+const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 1_024;
+/// Default export timeout (the OpenTelemetry specification's).
+const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit for string attributes taken from requests.
+const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
+
+impl ObservabilityConfig {
+    /// Reads and validates every supported `OTEL_*` variable (see the [module docs](self)).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidEnv`] for the first variable whose value cannot be used.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), but reads variables through `lookup`, so tests can
+    /// supply an environment without touching the process's.
+    ///
+    /// ```
+    /// use soma_observability::{ConfigError, ObservabilityConfig};
+    ///
+    /// let err = ObservabilityConfig::from_lookup(|name| {
+    ///     (name == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "htp".to_owned())
+    /// })
+    /// .unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected grpc or http/protobuf"#
+    /// );
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidEnv`] for the first variable whose value cannot be used.
+    #[allow(clippy::too_many_lines)] // one statement per variable reads best as one list
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let sdk_disabled = env.parse(OTEL_SDK_DISABLED, "true or false", parse_bool)?;
+        let metrics_enabled = env
+            .parse(OTEL_METRICS_EXPORTER, "prometheus or none", |v| match v {
+                "prometheus" => Some(true),
+                "none" => Some(false),
+                _ => None,
+            })?
+            .unwrap_or(true);
+        let generic_endpoint = env.parse(
+            OTEL_EXPORTER_OTLP_ENDPOINT,
+            "an http:// or https:// URL",
+            parse_endpoint,
+        )?;
+        let generic_protocol = env.parse(
+            OTEL_EXPORTER_OTLP_PROTOCOL,
+            "grpc or http/protobuf",
+            parse_protocol,
+        )?;
+        let generic_headers = env.parse(
+            OTEL_EXPORTER_OTLP_HEADERS,
+            "comma-separated key=value pairs",
+            parse_pairs,
+        )?;
+        let generic_timeout = env.parse(
+            OTEL_EXPORTER_OTLP_TIMEOUT,
+            "a positive number of milliseconds",
+            parse_positive_millis,
+        )?;
+        let generic = Generic {
+            endpoint: generic_endpoint.as_deref(),
+            protocol: generic_protocol,
+            headers: generic_headers.as_ref(),
+            timeout: generic_timeout,
+        };
+        let traces = env.otlp(
+            &generic,
+            &SignalVars {
+                exporter: OTEL_TRACES_EXPORTER,
+                endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+                headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+                timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+                schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
+                max_queue_size: OTEL_BSP_MAX_QUEUE_SIZE,
+                max_export_batch_size: OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+                http_path: "/v1/traces",
+            },
+        )?;
+        let logs = env.otlp(
+            &generic,
+            &SignalVars {
+                exporter: OTEL_LOGS_EXPORTER,
+                endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+                protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+                headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+                timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+                schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
+                max_queue_size: OTEL_BLRP_MAX_QUEUE_SIZE,
+                max_export_batch_size: OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+                http_path: "/v1/logs",
+            },
+        )?;
+        Ok(Self {
+            service_name: env.get(OTEL_SERVICE_NAME),
+            resource_attributes: env
+                .parse(
+                    OTEL_RESOURCE_ATTRIBUTES,
+                    "comma-separated key=value pairs",
+                    parse_pairs,
+                )?
+                .unwrap_or_default(),
+            sdk_disabled: sdk_disabled.unwrap_or(false),
+            metrics_enabled,
+            traces,
+            logs,
+            sampler: env.sampler()?,
+            propagators: env
+                .parse(
+                    OTEL_PROPAGATORS,
+                    "a comma-separated list of tracecontext, baggage or none",
+                    parse_propagators,
+                )?
+                .unwrap_or_else(|| vec![Propagator::TraceContext, Propagator::Baggage]),
+            attribute_value_length_limit: env
+                .parse(
+                    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+                    "a positive whole number of bytes",
+                    parse_positive,
+                )?
+                .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT),
+            log_filter: env
+                .parse(
+                    RUST_LOG,
+                    "tracing filter directives, e.g. info,my_crate=debug",
+                    |v| {
+                        tracing_subscriber::EnvFilter::builder()
+                            .parse(v)
+                            .ok()
+                            .map(|_| v.to_owned())
+                    },
+                )?
+                .unwrap_or_else(|| "info".to_owned()),
+            log_format: env
+                .parse(SOMA_LOG_FORMAT, "text or json", |v| match v {
+                    "text" => Some(LogFormat::Text),
+                    "json" => Some(LogFormat::Json),
+                    _ => None,
+                })?
+                .unwrap_or(LogFormat::Text),
+        })
+    }
+
+    /// Whether spans are created at all.
+    pub(crate) fn traces_enabled(&self) -> bool {
+        !self.sdk_disabled && self.traces.exporter != ExporterKind::None
+    }
+
+    /// Whether log records are exported (stdout logging is always on).
+    pub(crate) fn logs_exported(&self) -> bool {
+        !self.sdk_disabled && self.logs.exporter != ExporterKind::None
+    }
+}
+
+/// The generic `OTEL_EXPORTER_OTLP_*` values, which the per-signal ones override.
+struct Generic<'a> {
+    endpoint: Option<&'a str>,
+    protocol: Option<Protocol>,
+    headers: Option<&'a BTreeMap<String, String>>,
+    timeout: Option<Duration>,
+}
+
+/// The variable names of one signal.
+struct SignalVars {
+    exporter: &'static str,
+    endpoint: &'static str,
+    protocol: &'static str,
+    headers: &'static str,
+    timeout: &'static str,
+    schedule_delay: &'static str,
+    max_queue_size: &'static str,
+    max_export_batch_size: &'static str,
+    http_path: &'static str,
+}
+
+/// A view of the environment that treats empty values as unset.
+struct Env<'a, F>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T>(
+        &self,
+        var: &'static str,
+        expected: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(var)
+            .map(|value| {
+                parse(&value).ok_or(ConfigError::InvalidEnv {
+                    var,
+                    value,
+                    expected,
+                })
+            })
+            .transpose()
+    }
+
+    fn otlp(&self, generic: &Generic<'_>, vars: &SignalVars) -> Result<OtlpConfig, ConfigError> {
+        let exporter = self
+            .parse(vars.exporter, "otlp, console or none", |v| match v {
+                "otlp" => Some(ExporterKind::Otlp),
+                "console" => Some(ExporterKind::Console),
+                "none" => Some(ExporterKind::None),
+                _ => None,
+            })?
+            .unwrap_or(ExporterKind::Otlp);
+        let protocol = self
+            .parse(vars.protocol, "grpc or http/protobuf", parse_protocol)?
+            .or(generic.protocol)
+            .unwrap_or(Protocol::HttpProtobuf);
+        let endpoint = if let Some(endpoint) =
+            self.parse(vars.endpoint, "an http:// or https:// URL", parse_endpoint)?
+        {
+            endpoint
+        } else {
+            {
+                let base = generic.endpoint.unwrap_or(match protocol {
+                    Protocol::Grpc => "http://localhost:4317",
+                    Protocol::HttpProtobuf => "http://localhost:4318",
+                });
+                match protocol {
+                    Protocol::Grpc => base.to_owned(),
+                    Protocol::HttpProtobuf => {
+                        format!("{}{}", base.trim_end_matches('/'), vars.http_path)
+                    }
+                }
+            }
+        };
+        let headers = self
+            .parse(vars.headers, "comma-separated key=value pairs", parse_pairs)?
+            .or_else(|| generic.headers.cloned())
+            .unwrap_or_default();
+        let timeout = self
+            .parse(
+                vars.timeout,
+                "a positive number of milliseconds",
+                parse_positive_millis,
+            )?
+            .or(generic.timeout)
+            .unwrap_or(DEFAULT_EXPORT_TIMEOUT);
+        let schedule_delay = self
+            .parse(
+                vars.schedule_delay,
+                "a positive number of milliseconds (0 would make the export thread spin)",
+                parse_positive_millis,
+            )?
+            .unwrap_or(DEFAULT_SCHEDULE_DELAY);
+        let max_queue_size = self
+            .parse(
+                vars.max_queue_size,
+                "a positive whole number (0 would drop everything)",
+                parse_positive,
+            )?
+            .unwrap_or(DEFAULT_MAX_QUEUE_SIZE);
+        let mut max_export_batch_size = self
+            .parse(
+                vars.max_export_batch_size,
+                "a positive whole number",
+                parse_positive,
+            )?
+            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE);
+        if max_export_batch_size > max_queue_size {
+            tracing::warn!(
+                variable = vars.max_export_batch_size,
+                batch = max_export_batch_size,
+                queue = max_queue_size,
+                "export batch size is larger than the queue; clamped to the queue size"
+            );
+            max_export_batch_size = max_queue_size;
+        }
+        Ok(OtlpConfig {
+            exporter,
+            protocol,
+            endpoint,
+            headers,
+            timeout,
+            schedule_delay,
+            max_queue_size,
+            max_export_batch_size,
+        })
+    }
+
+    fn sampler(&self) -> Result<Sampler, ConfigError> {
+        let arg = self.parse(OTEL_TRACES_SAMPLER_ARG, "a number between 0 and 1", |v| {
+            v.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r))
+        })?;
+        let ratio = arg.unwrap_or(1.0);
+        Ok(self
+            .parse(
+                OTEL_TRACES_SAMPLER,
+                "always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off or parentbased_traceidratio",
+                |v| match v {
+                    "always_on" => Some(Sampler::AlwaysOn),
+                    "always_off" => Some(Sampler::AlwaysOff),
+                    "traceidratio" => Some(Sampler::TraceIdRatio(ratio)),
+                    "parentbased_always_on" => {
+                        Some(Sampler::ParentBased(ParentBasedRoot::AlwaysOn))
+                    }
+                    "parentbased_always_off" => {
+                        Some(Sampler::ParentBased(ParentBasedRoot::AlwaysOff))
+                    }
+                    "parentbased_traceidratio" => {
+                        Some(Sampler::ParentBased(ParentBasedRoot::TraceIdRatio(ratio)))
+                    }
+                    _ => None,
+                },
+            )?
+            .unwrap_or(Sampler::ParentBased(ParentBasedRoot::AlwaysOn)))
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_protocol(value: &str) -> Option<Protocol> {
+    match value {
+        "grpc" => Some(Protocol::Grpc),
+        "http/protobuf" => Some(Protocol::HttpProtobuf),
+        _ => None,
+    }
+}
+
+fn parse_endpoint(value: &str) -> Option<String> {
+    let url = url::Url::parse(value).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then(|| value.to_owned())
+}
+
+fn parse_positive(value: &str) -> Option<usize> {
+    value.parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+fn parse_positive_millis(value: &str) -> Option<Duration> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(Duration::from_millis)
+}
+
+/// Parses `k=v,k2=v2` (W3C baggage-like syntax, percent-decoded), as used by
+/// `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`.
+fn parse_pairs(value: &str) -> Option<BTreeMap<String, String>> {
+    value
+        .split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, val) = pair.split_once('=')?;
+            let key = percent_decode(key.trim())?;
+            let val = percent_decode(val.trim())?;
+            (!key.is_empty()).then_some((key, val))
+        })
+        .collect()
+}
+
+fn percent_decode(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = input.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn parse_propagators(value: &str) -> Option<Vec<Propagator>> {
+    let mut out = Vec::new();
+    for name in value.split(',').map(str::trim) {
+        match name {
+            "tracecontext" => out.push(Propagator::TraceContext),
+            "baggage" => out.push(Propagator::Baggage),
+            "none" => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ObservabilityConfig::from_lookup(move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_follow_the_specification() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.traces.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.traces.endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(c.logs.endpoint, "http://localhost:4318/v1/logs");
+        assert_eq!(c.traces.timeout, Duration::from_secs(10));
+        assert_eq!(c.sampler, Sampler::ParentBased(ParentBasedRoot::AlwaysOn));
+        assert_eq!(
+            c.propagators,
+            vec![Propagator::TraceContext, Propagator::Baggage]
+        );
+        assert!(c.metrics_enabled);
+    }
+
+    #[test]
+    fn generic_http_endpoint_gets_the_signal_path() {
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
+        assert_eq!(c.traces.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(c.logs.endpoint, "http://collector:4318/v1/logs");
+    }
+
+    #[test]
+    fn signal_endpoint_is_used_as_is_and_beats_the_generic_one() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:9999/custom",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.traces.endpoint, "http://traces:9999/custom");
+        assert_eq!(c.logs.endpoint, "http://collector:4318/v1/logs");
+    }
+
+    #[test]
+    fn grpc_endpoint_gets_no_path() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ])
+        .unwrap();
+        assert_eq!(c.traces.protocol, Protocol::Grpc);
+        assert_eq!(c.traces.endpoint, "http://collector:4317");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", " "),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.traces.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.traces.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
+    }
+
+    #[test]
+    fn headers_and_resource_attributes_are_percent_decoded() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b,x=1"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod, team=soma",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.traces.headers.get("api-key").unwrap(), "a b");
+        assert_eq!(c.logs.headers.get("x").unwrap(), "1");
+        assert_eq!(
+            c.resource_attributes.get("deployment.environment").unwrap(),
+            "prod"
+        );
+        assert_eq!(c.resource_attributes.get("team").unwrap(), "soma");
+    }
+
+    #[test]
+    fn batch_size_above_queue_is_clamped() {
+        let c = config(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+        ])
+        .unwrap();
+        assert_eq!(c.traces.max_export_batch_size, 100);
+    }
+
+    #[test]
+    fn every_invalid_value_names_variable_value_and_expectation() {
+        let cases = [
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "htp",
+                "grpc or http/protobuf",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "http/json",
+                "grpc or http/protobuf",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "URL"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x", "URL"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "positive"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0", "spin"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "drop everything"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "positive"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-1", "positive"),
+            ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5", "between 0 and 1"),
+            ("OTEL_TRACES_EXPORTER", "jaeger", "otlp, console or none"),
+            ("OTEL_LOGS_EXPORTER", "loki", "otlp, console or none"),
+            ("OTEL_METRICS_EXPORTER", "otlp", "prometheus or none"),
+            (
+                "OTEL_PROPAGATORS",
+                "tracecontext,b3",
+                "tracecontext, baggage or none",
+            ),
+            ("OTEL_SDK_DISABLED", "yes", "true or false"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz", "key=value"),
+            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", "positive"),
+            ("SOMA_LOG_FORMAT", "xml", "text or json"),
+            ("RUST_LOG", "info,[", "directives"),
+        ];
+        for (var, value, expected) in cases {
+            let err = config(&[(var, value)]).unwrap_err();
+            let ConfigError::InvalidEnv {
+                var: got_var,
+                value: got_value,
+                expected: got_expected,
+            } = &err
+            else {
+                panic!("{var}: unexpected error {err:?}");
+            };
+            assert_eq!(*got_var, var);
+            assert_eq!(got_value, value);
+            assert!(
+                got_expected.contains(expected),
+                "{var}: {got_expected:?} does not mention {expected:?}"
+            );
+            assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
+        }
+    }
+
+    #[test]
+    fn samplers_take_their_ratio() {
+        let c = config(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.sampler,
+            Sampler::ParentBased(ParentBasedRoot::TraceIdRatio(0.25))
+        );
+    }
+
+    #[test]
+    fn sdk_disabled_turns_off_traces_and_log_export() {
+        let c = config(&[("OTEL_SDK_DISABLED", "true")]).unwrap();
+        assert!(!c.traces_enabled());
+        assert!(!c.logs_exported());
+        assert!(c.metrics_enabled);
+    }
+}

@@ -1,0 +1,44 @@
+//! The one module that sets process-global state.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+
+use crate::builder::{build_propagator, ObservabilityParts};
+use crate::error::SetupError;
+use crate::guard::ObservabilityGuard;
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs `parts` as the global providers, propagator and `tracing` subscriber, and
+/// instruments `router`.
+pub(crate) fn install<S>(
+    parts: ObservabilityParts,
+    router: Router<S>,
+) -> Result<(Router<S>, ObservabilityGuard), SetupError>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    if INSTALLED.swap(true, Ordering::AcqRel) {
+        return Err(SetupError::AlreadyInstalled);
+    }
+    let installed = (|| {
+        let router = parts.instrument(router)?;
+        tracing::subscriber::set_global_default(parts.subscriber())
+            .map_err(|_| SetupError::SubscriberAlreadySet)?;
+        Ok(router)
+    })();
+    let router = match installed {
+        Ok(router) => router,
+        Err(err) => {
+            INSTALLED.store(false, Ordering::Release);
+            return Err(err);
+        }
+    };
+    opentelemetry::global::set_meter_provider(parts.meter_provider.clone());
+    if let Some(provider) = &parts.tracer_provider {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    opentelemetry::global::set_text_map_propagator(build_propagator(&parts.config.propagators));
+    Ok((router, parts.into_guard()))
+}

@@ -1,0 +1,174 @@
+//! Production observability for axum services in one line: Prometheus metrics on `/metrics`,
+//! OpenTelemetry HTTP semantic-convention metrics and spans, and OTLP traces and logs.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let app = Router::new().route("/users/{id}", get(|| async { "hello" }));
+//!     let (app, mut guard) = soma_observability::setup_observability("users", app)?;
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:8000").await?;
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(soma_observability::shutdown_signal())
+//!         .await?;
+//!     guard.shutdown().await?; // flush traces and logs before exiting
+//!     Ok(())
+//! }
+//! ```
+//!
+//! That one call:
+//! - serves `GET /metrics` (Prometheus text format) with the HTTP metrics below, process metrics
+//!   (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+//!   `process_start_time_seconds`, ...) and `target_info` with the service's resource;
+//! - creates a `SERVER` span per request, continuing the caller's W3C `traceparent`, and sends
+//!   spans over OTLP;
+//! - sends `tracing` events to stdout and over OTLP logs, each with its trace and span id;
+//! - reads the standard `OTEL_*` variables (see [`config`]).
+//!
+//! A service without a collector runs normally: exports fail in the background, with bounded
+//! queues, and cost requests nothing.
+//!
+//! The same pieces without touching any global state, as tests use them:
+//!
+//! ```
+//! use axum::{body::Body, http::Request, routing::get, Router};
+//! use tower::ServiceExt;
+//! # use soma_observability::{Observability, ObservabilityConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ObservabilityConfig::from_lookup(|name| match name {
+//!     "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+//!     _ => None,
+//! })?;
+//! let parts = Observability::builder("users").with_config(config).build()?;
+//! let app = parts.instrument(Router::new().route("/users/{id}", get(|| async { "hello" })))?;
+//!
+//! let response = app.clone().oneshot(Request::get("/users/7").body(Body::empty())?).await?;
+//! axum::body::to_bytes(response.into_body(), usize::MAX).await?; // the body ends: recorded
+//!
+//! let metrics = parts.render_metrics()?;
+//! assert!(metrics.contains(r#"http_route="/users/{id}""#));
+//! assert!(metrics.contains("http_server_request_duration_seconds_count"));
+//! # Ok(()) }
+//! ```
+//!
+//! # Metrics emitted
+//!
+//! | Prometheus name | Kind | Labels |
+//! |---|---|---|
+//! | `http_server_request_duration_seconds_{bucket,sum,count}` | histogram (s) | `http_request_method`, `http_route`, `http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type` |
+//! | `http_server_active_requests` | gauge | `http_request_method`, `url_scheme` |
+//! | `http_server_request_body_size_bytes_*` | histogram (bytes) | as the duration |
+//! | `http_server_response_body_size_bytes_*` | histogram (bytes) | as the duration |
+//! | `http_client_request_duration_seconds_*` | histogram (s) | `http_request_method`, `server_address`, `server_port`, `url_scheme`, `http_response_status_code`, `error_type` ([`HttpClient`]) |
+//! | `otel_sdk_exporter_span_exported_total` | counter | `error_type` when the export failed |
+//! | `otel_sdk_span_dropped_total` | counter | spans dropped because the export queue was full |
+//! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
+//!
+//! Every series also carries `otel_scope_name` and `otel_scope_version`. Labels are bounded by
+//! construction; see [`http`] for the rules, the spans and where the layer goes.
+//!
+//! # Environment variables
+//!
+//! See [`config`] for the full table: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_SDK_DISABLED`, `OTEL_{TRACES,LOGS,METRICS}_EXPORTER`, `OTEL_EXPORTER_OTLP_*`,
+//! `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_PROPAGATORS`, `OTEL_BSP_*`, `OTEL_BLRP_*`,
+//! `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `RUST_LOG` and `SOMA_LOG_FORMAT`. Invalid values are
+//! errors that name the variable, the value and what is accepted. Code beats the environment.
+//!
+//! # Custom telemetry
+//!
+//! [`get_meter`] returns a meter whose instruments land in the same `/metrics`; histograms in
+//! seconds get second-scale buckets. [`get_tracer`] returns the global tracer; `tracing` spans
+//! in handlers also become OpenTelemetry spans, children of the request's server span.
+//! [`HttpClient`] propagates the context to downstream services.
+//!
+//! # Going further
+//!
+//! [`Observability::builder`] configures buckets, excluded paths and the shutdown deadline;
+//! [`ObservabilityBuilder::build`] returns [`ObservabilityParts`] (the layer, the metrics
+//! router, the providers and the subscriber) for services that compose them themselves.
+
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod builder;
+mod client;
+pub mod config;
+mod endpoint;
+mod error;
+mod guard;
+pub mod http;
+mod install;
+mod logs;
+mod metrics;
+mod serve;
+mod traces;
+
+pub use builder::{
+    Observability, ObservabilityBuilder, ObservabilityParts, DEFAULT_EXCLUDED_PATHS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+};
+pub use client::HttpClient;
+pub use config::ObservabilityConfig;
+pub use endpoint::METRICS_PATH;
+pub use error::{ConfigError, SetupError, ShutdownError, Signal};
+pub use guard::ObservabilityGuard;
+pub use metrics::SECONDS_BUCKETS;
+pub use serve::shutdown_signal;
+
+use axum::Router;
+
+/// Sets up metrics, traces and logs for `service_name` and instruments `router`: the one line
+/// every service adds to `main`.
+///
+/// Reads the `OTEL_*` environment, installs the global meter, tracer and logger providers, the
+/// propagator and the `tracing` subscriber, wraps `router` in the HTTP telemetry layer and mounts
+/// `GET /metrics`. Hold the returned guard and call [`ObservabilityGuard::shutdown`] after the
+/// server has drained. See the [crate docs](crate) for an example.
+///
+/// # Errors
+///
+/// - [`SetupError::Config`]: an `OTEL_*` variable holds an invalid value;
+/// - [`SetupError::Exporter`]: an OTLP exporter cannot be built;
+/// - [`SetupError::AlreadyInstalled`]: called a second time in this process;
+/// - [`SetupError::SubscriberAlreadySet`]: another global `tracing` subscriber exists;
+/// - [`SetupError::RouteConflict`]: `router` already serves `/metrics`.
+pub fn setup_observability<S>(
+    service_name: &str,
+    router: Router<S>,
+) -> Result<(Router<S>, ObservabilityGuard), SetupError>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Observability::builder(service_name).install(router)
+}
+
+/// A meter from the global provider, for custom business metrics; they appear on `/metrics`.
+///
+/// Before [`setup_observability`] it returns a no-op meter.
+///
+/// ```
+/// let orders = soma_observability::get_meter("checkout")
+///     .u64_counter("checkout.orders")
+///     .with_description("Orders placed.")
+///     .build();
+/// orders.add(1, &[opentelemetry::KeyValue::new("payment.method", "card")]);
+/// ```
+pub fn get_meter(name: &'static str) -> opentelemetry::metrics::Meter {
+    opentelemetry::global::meter(name)
+}
+
+/// A tracer from the global provider, for spans made with the OpenTelemetry API.
+///
+/// Before [`setup_observability`] it returns a no-op tracer.
+pub fn get_tracer(name: &'static str) -> opentelemetry::global::BoxedTracer {
+    opentelemetry::global::tracer(name)
+}

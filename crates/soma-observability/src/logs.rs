@@ -1,0 +1,148 @@
+//! Logs: `tracing` events to stdout and, through the OpenTelemetry bridge, to OTLP.
+//!
+//! The stdout layer prints every event the `RUST_LOG` filter lets through, in text or JSON.
+//! The OTLP layer exports the same events, except those of the exporters' own stack (hyper, h2,
+//! tonic, tower, reqwest and the OpenTelemetry crates): exporting those would produce more of
+//! them, an endless telemetry-induced-telemetry loop. The same targets never become spans.
+//! Each exported record carries the trace and span id that was current when it was emitted.
+
+use std::collections::BTreeMap;
+
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
+
+use crate::config::{ExporterKind, LogFormat, ObservabilityConfig, Protocol};
+use crate::error::{ConfigError, SetupError, Signal};
+
+/// Targets whose events and spans never reach the OTLP pipelines.
+const EXPORTER_TARGETS: &[&str] = &["hyper", "h2", "tonic", "tower", "reqwest", "opentelemetry"];
+
+fn is_exporter_target(target: &str) -> bool {
+    EXPORTER_TARGETS.iter().any(|prefix| {
+        target.starts_with(prefix)
+            && target[prefix.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| c == ':' || c == '_' || c == '-')
+    })
+}
+
+/// Builds the logger provider, or `None` when logs are not exported over OTLP.
+pub(crate) fn build(
+    config: &ObservabilityConfig,
+    resource: Resource,
+) -> Result<Option<SdkLoggerProvider>, SetupError> {
+    let otlp = &config.logs;
+    if !config.logs_exported() || otlp.exporter != ExporterKind::Otlp {
+        return Ok(None);
+    }
+    crate::traces::require_runtime_for_grpc(otlp, Signal::Logs)?;
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    let exporter = match otlp.protocol {
+        Protocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(otlp.endpoint.clone())
+            .with_timeout(otlp.timeout)
+            .with_metadata(metadata(&otlp.headers)?)
+            .build(),
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(otlp.endpoint.clone())
+            .with_timeout(otlp.timeout)
+            .with_headers(otlp.headers.clone().into_iter().collect())
+            .build(),
+    }
+    .map_err(|source| SetupError::Exporter {
+        signal: Signal::Logs,
+        source,
+    })?;
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(otlp.max_queue_size)
+        .with_max_export_batch_size(otlp.max_export_batch_size)
+        .with_scheduled_delay(otlp.schedule_delay)
+        .build();
+    Ok(Some(
+        SdkLoggerProvider::builder()
+            .with_resource(resource)
+            .with_log_processor(
+                BatchLogProcessor::builder(exporter)
+                    .with_batch_config(batch)
+                    .build(),
+            )
+            .build(),
+    ))
+}
+
+/// OTLP headers as gRPC metadata.
+pub(crate) fn metadata(
+    headers: &BTreeMap<String, String>,
+) -> Result<tonic::metadata::MetadataMap, ConfigError> {
+    let mut map = tonic::metadata::MetadataMap::new();
+    for (key, value) in headers {
+        let invalid = || ConfigError::InvalidValue {
+            setting: "OTLP headers",
+            reason: format!("{key:?} is not a valid gRPC metadata key/value pair"),
+        };
+        let key = tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+            .map_err(|_| invalid())?;
+        let value = value.parse().map_err(|_| invalid())?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+/// The `tracing` subscriber: stdout, spans to OpenTelemetry, events to OTLP logs.
+pub(crate) fn subscriber(
+    config: &ObservabilityConfig,
+    tracer_provider: Option<&SdkTracerProvider>,
+    logger_provider: Option<&SdkLoggerProvider>,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    let filter = || EnvFilter::builder().parse_lossy(&config.log_filter);
+    let not_exporter = || filter_fn(|meta| !is_exporter_target(meta.target()));
+    let stdout = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .boxed(),
+    }
+    .with_filter(filter());
+    let spans = tracer_provider.map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("soma-observability"))
+            .with_filter(filter().and(not_exporter()))
+    });
+    let logs = logger_provider.map(|provider| {
+        OpenTelemetryTracingBridge::new(provider).with_filter(filter().and(not_exporter()))
+    });
+    tracing_subscriber::registry()
+        .with(stdout)
+        .with(spans)
+        .with(logs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_targets_are_matched_by_crate() {
+        assert!(is_exporter_target("hyper"));
+        assert!(is_exporter_target("hyper_util::client"));
+        assert!(is_exporter_target("h2::proto"));
+        assert!(is_exporter_target("opentelemetry_sdk"));
+        assert!(is_exporter_target("opentelemetry-otlp"));
+        assert!(!is_exporter_target("gateway"));
+        assert!(!is_exporter_target("hyperdrive"));
+        assert!(!is_exporter_target("towel::x"));
+    }
+}

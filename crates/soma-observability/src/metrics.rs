@@ -1,0 +1,141 @@
+//! The meter provider and the Prometheus registry behind `/metrics`.
+//!
+//! Every instrument created through the provider (the HTTP instruments and anything made with
+//! [`get_meter`](crate::get_meter)) lands in one [`prometheus::Registry`], next to the process
+//! collector (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+//! `process_start_time_seconds`, ...) and `target_info`, which carries the service's resource.
+//!
+//! # Histogram buckets
+//!
+//! The SDK's default buckets are millisecond-scale (`0, 5, 10, 25, ... 10000`). Every histogram
+//! whose unit is `s` gets the OpenTelemetry HTTP semantic-convention buckets
+//! ([`SECONDS_BUCKETS`]) instead, including histograms users create. Per-instrument buckets set
+//! with [`ObservabilityBuilder::with_histogram_buckets`](crate::ObservabilityBuilder::with_histogram_buckets)
+//! win over both.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, InstrumentKind, SdkMeterProvider, Stream,
+};
+use opentelemetry_sdk::Resource;
+
+use crate::error::{ConfigError, SetupError};
+
+/// Buckets (in seconds) the HTTP semantic conventions recommend for durations.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Buckets (in bytes) for body sizes: powers of four from 64 B to 64 MiB.
+pub(crate) const BYTES_BUCKETS: &[f64] = &[
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+
+/// Checks that histogram boundaries are usable: non-empty, finite and strictly increasing.
+pub(crate) fn validate_buckets(setting: &'static str, buckets: &[f64]) -> Result<(), ConfigError> {
+    let reason = if buckets.is_empty() {
+        Some("the list of bucket boundaries is empty".to_owned())
+    } else if let Some(b) = buckets.iter().find(|b| !b.is_finite()) {
+        Some(format!("boundary {b} is not a finite number"))
+    } else {
+        buckets.windows(2).find(|w| w[0] >= w[1]).map(|w| {
+            format!(
+                "boundaries must increase strictly, but {} is followed by {}",
+                w[0], w[1]
+            )
+        })
+    };
+    match reason {
+        Some(reason) => Err(ConfigError::InvalidValue { setting, reason }),
+        None => Ok(()),
+    }
+}
+
+/// The meter provider and the registry its Prometheus exporter writes to.
+pub(crate) struct MetricsPipeline {
+    pub(crate) provider: SdkMeterProvider,
+    pub(crate) registry: prometheus::Registry,
+}
+
+/// Builds the meter provider with the Prometheus exporter, the bucket view and the process
+/// collector. Touches no global state.
+pub(crate) fn build(
+    resource: Resource,
+    custom_buckets: HashMap<String, Vec<f64>>,
+) -> Result<MetricsPipeline, SetupError> {
+    let registry = prometheus::Registry::new();
+    register_process_collector(&registry)?;
+    let exporter = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .build()
+        .map_err(|e| SetupError::Prometheus(e.to_string()))?;
+    let custom_buckets = Arc::new(custom_buckets);
+    let provider = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(exporter)
+        .with_view(move |instrument: &Instrument| bucket_view(instrument, &custom_buckets))
+        .build();
+    Ok(MetricsPipeline { provider, registry })
+}
+
+/// One view for all histograms, so that no instrument ever matches twice (which would export
+/// it twice).
+fn bucket_view(instrument: &Instrument, custom: &HashMap<String, Vec<f64>>) -> Option<Stream> {
+    if instrument.kind() != InstrumentKind::Histogram {
+        return None;
+    }
+    let boundaries = match custom.get(instrument.name()) {
+        Some(buckets) => buckets.clone(),
+        None if instrument.unit() == "s" => SECONDS_BUCKETS.to_vec(),
+        None => return None,
+    };
+    Stream::builder()
+        .with_aggregation(Aggregation::ExplicitBucketHistogram {
+            boundaries,
+            record_min_max: false,
+        })
+        .build()
+        .ok()
+}
+
+#[cfg(target_os = "linux")]
+fn register_process_collector(registry: &prometheus::Registry) -> Result<(), SetupError> {
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(|e| SetupError::Prometheus(e.to_string()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_process_collector(_registry: &prometheus::Registry) -> Result<(), SetupError> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_validation_explains_the_problem() {
+        assert!(validate_buckets("b", &[0.1, 1.0]).is_ok());
+        let err = validate_buckets("with_histogram_buckets", &[]).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = validate_buckets("with_histogram_buckets", &[1.0, 0.5]).unwrap_err();
+        assert!(err.to_string().contains("1 is followed by 0.5"), "{err}");
+        let err = validate_buckets("with_histogram_buckets", &[f64::NAN]).unwrap_err();
+        assert!(err.to_string().contains("finite"), "{err}");
+    }
+}

@@ -1,0 +1,270 @@
+//! The tracer provider: sampler, batch processor and exporter. Touches no global state.
+//!
+//! # Nothing lost silently
+//!
+//! The SDK's batch processor drops spans when its queue is full and reports it only in a log
+//! line. Here a thin processor in front of it keeps the count of spans waiting for export and
+//! drops (and counts) a span itself when the configured queue is full, so every drop shows up on
+//! `/metrics` as `otel_sdk_span_dropped_total`. Export outcomes are counted as
+//! `otel_sdk_exporter_span_exported_total` (with `error_type="export_failed"` for failed batches).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler as SdkSampler, SdkTracerProvider, Span,
+    SpanData, SpanExporter, SpanProcessor,
+};
+use opentelemetry_sdk::Resource;
+
+use crate::config::{
+    ExporterKind, ObservabilityConfig, OtlpConfig, ParentBasedRoot, Protocol, Sampler,
+};
+use crate::error::{SetupError, Signal};
+
+/// Builds the tracer provider, or `None` when traces are disabled.
+pub(crate) fn build(
+    config: &ObservabilityConfig,
+    resource: Resource,
+    meter: &Meter,
+) -> Result<Option<SdkTracerProvider>, SetupError> {
+    if !config.traces_enabled() {
+        return Ok(None);
+    }
+    let counters = ExportCounters::new(meter);
+    let builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampler(config.sampler));
+    let provider = match config.traces.exporter {
+        ExporterKind::Otlp => {
+            let exporter = otlp_exporter(&config.traces)?;
+            builder.with_span_processor(CountingProcessor::new(exporter, &config.traces, counters))
+        }
+        ExporterKind::Console => builder.with_span_processor(CountingProcessor::new(
+            ConsoleExporter,
+            &config.traces,
+            counters,
+        )),
+        ExporterKind::None => return Ok(None),
+    };
+    Ok(Some(provider.build()))
+}
+
+fn sampler(sampler: Sampler) -> SdkSampler {
+    match sampler {
+        Sampler::AlwaysOn => SdkSampler::AlwaysOn,
+        Sampler::AlwaysOff => SdkSampler::AlwaysOff,
+        Sampler::TraceIdRatio(ratio) => SdkSampler::TraceIdRatioBased(ratio),
+        Sampler::ParentBased(root) => SdkSampler::ParentBased(Box::new(match root {
+            ParentBasedRoot::AlwaysOn => SdkSampler::AlwaysOn,
+            ParentBasedRoot::AlwaysOff => SdkSampler::AlwaysOff,
+            ParentBasedRoot::TraceIdRatio(ratio) => SdkSampler::TraceIdRatioBased(ratio),
+        })),
+    }
+}
+
+/// Fails early, with a clear error, where the gRPC exporter would panic without a runtime.
+pub(crate) fn require_runtime_for_grpc(
+    otlp: &OtlpConfig,
+    signal: Signal,
+) -> Result<(), SetupError> {
+    if otlp.exporter == ExporterKind::Otlp
+        && otlp.protocol == Protocol::Grpc
+        && tokio::runtime::Handle::try_current().is_err()
+    {
+        return Err(SetupError::NoRuntime { signal });
+    }
+    Ok(())
+}
+
+fn otlp_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, SetupError> {
+    require_runtime_for_grpc(otlp, Signal::Traces)?;
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let built = match otlp.protocol {
+        Protocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(otlp.endpoint.clone())
+            .with_timeout(otlp.timeout)
+            .with_metadata(crate::logs::metadata(&otlp.headers)?)
+            .build(),
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(otlp.endpoint.clone())
+            .with_timeout(otlp.timeout)
+            .with_headers(otlp.headers.clone().into_iter().collect())
+            .build(),
+    };
+    built.map_err(|source| SetupError::Exporter {
+        signal: Signal::Traces,
+        source,
+    })
+}
+
+#[derive(Clone, Debug)]
+struct ExportCounters {
+    exported: Counter<u64>,
+    dropped: Counter<u64>,
+}
+
+impl ExportCounters {
+    fn new(meter: &Meter) -> Self {
+        Self {
+            exported: meter
+                .u64_counter("otel.sdk.exporter.span.exported")
+                .with_unit("{span}")
+                .with_description("Spans handed to the exporter, by outcome (error_type set when the export failed).")
+                .build(),
+            dropped: meter
+                .u64_counter("otel.sdk.span.dropped")
+                .with_unit("{span}")
+                .with_description("Finished spans dropped because the export queue was full.")
+                .build(),
+        }
+    }
+}
+
+/// A batch processor that never drops silently (see the module docs).
+#[derive(Debug)]
+struct CountingProcessor {
+    inner: BatchSpanProcessor,
+    pending: Arc<AtomicUsize>,
+    limit: usize,
+    counters: ExportCounters,
+}
+
+impl CountingProcessor {
+    fn new<E: SpanExporter + 'static>(
+        exporter: E,
+        otlp: &OtlpConfig,
+        counters: ExportCounters,
+    ) -> Self {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let exporter = CountingExporter {
+            inner: exporter,
+            pending: Arc::clone(&pending),
+            counters: counters.clone(),
+        };
+        // The inner queue has room for one extra batch, so it never drops on its own: the
+        // pending count is checked first.
+        let config = BatchConfigBuilder::default()
+            .with_max_queue_size(otlp.max_queue_size + otlp.max_export_batch_size)
+            .with_max_export_batch_size(otlp.max_export_batch_size)
+            .with_scheduled_delay(otlp.schedule_delay)
+            .build();
+        Self {
+            inner: BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build(),
+            pending,
+            limit: otlp.max_queue_size,
+            counters,
+        }
+    }
+}
+
+impl SpanProcessor for CountingProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        let admitted = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            self.inner.on_end(span);
+        } else {
+            self.counters.dropped.add(1, &[]);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[derive(Debug)]
+struct CountingExporter<E> {
+    inner: E,
+    pending: Arc<AtomicUsize>,
+    counters: ExportCounters,
+}
+
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        let failed = [KeyValue::new("error.type", "export_failed")];
+        self.counters
+            .exported
+            .add(n as u64, if result.is_ok() { &[] } else { &failed });
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// `OTEL_TRACES_EXPORTER=console`: one readable line per span on stdout.
+#[derive(Debug)]
+struct ConsoleExporter;
+
+impl SpanExporter for ConsoleExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut out = String::new();
+        for span in batch {
+            let duration = span
+                .end_time
+                .duration_since(span.start_time)
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "span trace_id={} span_id={} parent_id={} kind={:?} name={:?} duration_ms={:.3} status={:?}",
+                span.span_context.trace_id(),
+                span.span_context.span_id(),
+                span.parent_span_id,
+                span.span_kind,
+                span.name,
+                duration.as_secs_f64() * 1000.0,
+                span.status,
+            );
+            for kv in &span.attributes {
+                let _ = write!(out, " {}={:?}", kv.key, kv.value.as_str());
+            }
+            out.push('\n');
+        }
+        print!("{out}");
+        Ok(())
+    }
+}
