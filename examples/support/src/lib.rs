@@ -1,0 +1,1 @@
+//! Shared serve loop and configuration of the reference services.
