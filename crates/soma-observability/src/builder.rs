@@ -271,8 +271,11 @@ impl ObservabilityParts {
         if !self.config.metrics_enabled {
             return Ok(router);
         }
+        // `metrics.merge(router)`, not the other way round: merging keeps the *other* router's
+        // default fallback, and only `router`'s is wrapped in the layer (unmatched requests
+        // must be measured too). axum panics on overlapping routes; that becomes an error.
         let metrics = self.metrics_router();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || router.merge(metrics)))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || metrics.merge(router)))
             .map_err(|_| SetupError::RouteConflict(METRICS_PATH))
     }
 

@@ -1,0 +1,407 @@
+//! Shared test helpers: a real OTLP receiver (gRPC and HTTP/protobuf), scraping, promtool.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use soma_observability::{Observability, ObservabilityConfig, ObservabilityParts};
+use tower::ServiceExt;
+
+/// What the receiver does with an export request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Store it and answer success.
+    Accept,
+    /// Never answer.
+    Hang,
+    /// Answer with this HTTP status (HTTP) or `unavailable` / `internal` (gRPC).
+    Fail(u16),
+}
+
+#[derive(Default)]
+struct Received {
+    traces: Vec<ExportTraceServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
+    /// Every request body as it arrived (re-encoded for gRPC), to search for secrets.
+    raw: Vec<Vec<u8>>,
+    attempts: usize,
+}
+
+/// An in-process OTLP receiver built on the official protobuf definitions.
+#[derive(Clone)]
+pub struct FakeOtlp {
+    received: Arc<Mutex<Received>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+}
+
+#[derive(Clone)]
+struct Grpc(FakeOtlp);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.gate().await.map_err(grpc_status)?;
+        let request = request.into_inner();
+        self.0.store_traces(request);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.gate().await.map_err(grpc_status)?;
+        self.0.store_logs(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+fn grpc_status(code: u16) -> tonic::Status {
+    if code == 503 {
+        tonic::Status::unavailable("scripted outage")
+    } else {
+        tonic::Status::internal("scripted failure")
+    }
+}
+
+impl FakeOtlp {
+    /// Starts gRPC and HTTP listeners on 127.0.0.1 ephemeral ports.
+    pub async fn start() -> Self {
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let otlp = Self {
+            received: Arc::default(),
+            behaviour: Arc::new(Mutex::new(Behaviour::Accept)),
+            grpc_addr: grpc_listener.local_addr().unwrap(),
+            http_addr: http_listener.local_addr().unwrap(),
+        };
+        let grpc = Grpc(otlp.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(grpc.clone()))
+                .add_service(LogsServiceServer::new(grpc))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                    grpc_listener,
+                ))
+                .await
+                .unwrap();
+        });
+        let http_state = otlp.clone();
+        let app = Router::new()
+            .route(
+                "/v1/traces",
+                axum::routing::post({
+                    let otlp = http_state.clone();
+                    move |body: Bytes| async move {
+                        if let Err(code) = otlp.gate().await {
+                            return StatusCode::from_u16(code).unwrap().into_response();
+                        }
+                        let request = ExportTraceServiceRequest::decode(body).unwrap();
+                        otlp.store_traces(request);
+                        ExportTraceServiceResponse::default()
+                            .encode_to_vec()
+                            .into_response()
+                    }
+                }),
+            )
+            .route(
+                "/v1/logs",
+                axum::routing::post({
+                    let otlp = http_state.clone();
+                    move |body: Bytes| async move {
+                        if let Err(code) = otlp.gate().await {
+                            return StatusCode::from_u16(code).unwrap().into_response();
+                        }
+                        let request = ExportLogsServiceRequest::decode(body).unwrap();
+                        otlp.store_logs(request);
+                        ExportLogsServiceResponse::default()
+                            .encode_to_vec()
+                            .into_response()
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(http_listener, app).await.unwrap() });
+        otlp
+    }
+
+    async fn gate(&self) -> Result<(), u16> {
+        self.received.lock().unwrap().attempts += 1;
+        let behaviour = *self.behaviour.lock().unwrap();
+        match behaviour {
+            Behaviour::Accept => Ok(()),
+            Behaviour::Hang => {
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+            Behaviour::Fail(code) => Err(code),
+        }
+    }
+
+    fn store_traces(&self, request: ExportTraceServiceRequest) {
+        let mut received = self.received.lock().unwrap();
+        received.raw.push(request.encode_to_vec());
+        received.traces.push(request);
+    }
+
+    fn store_logs(&self, request: ExportLogsServiceRequest) {
+        let mut received = self.received.lock().unwrap();
+        received.raw.push(request.encode_to_vec());
+        received.logs.push(request);
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.received.lock().unwrap().attempts
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Every span received so far, with its resource's `service.name`.
+    pub fn spans(&self) -> Vec<(String, Span)> {
+        let received = self.received.lock().unwrap();
+        let mut out = Vec::new();
+        for request in &received.traces {
+            for rs in &request.resource_spans {
+                let service = rs
+                    .resource
+                    .as_ref()
+                    .and_then(|r| string_attr(&r.attributes, "service.name"))
+                    .unwrap_or_default();
+                for ss in &rs.scope_spans {
+                    for span in &ss.spans {
+                        out.push((service.clone(), span.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn logs(&self) -> Vec<LogRecord> {
+        let received = self.received.lock().unwrap();
+        received
+            .logs
+            .iter()
+            .flat_map(|r| &r.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| sl.log_records.clone())
+            .collect()
+    }
+
+    pub fn raw_bytes(&self) -> Vec<u8> {
+        self.received.lock().unwrap().raw.concat()
+    }
+
+    /// Polls until `predicate` holds for the spans received, or panics after `timeout`.
+    pub async fn wait_for_spans(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&[(String, Span)]) -> bool,
+    ) -> Vec<(String, Span)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if predicate(&spans) {
+                return spans;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for spans; got {}: {:?}",
+                spans.len(),
+                spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_for_logs(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&[LogRecord]) -> bool,
+    ) -> Vec<LogRecord> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            if predicate(&logs) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for logs; got {}",
+                logs.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            Value::IntValue(i) => Some(i.to_string()),
+            Value::BoolValue(b) => Some(b.to_string()),
+            Value::DoubleValue(d) => Some(d.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// A configuration from a list of variables, nothing read from the process environment.
+pub fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    ObservabilityConfig::from_lookup(move |name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
+/// Metrics only: no span, no OTLP log.
+pub fn metrics_only() -> ObservabilityConfig {
+    config(&[
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+    ])
+}
+
+/// Traces and logs to `otlp` over `protocol` (`grpc` or `http/protobuf`), exported quickly.
+pub fn otlp_config(otlp: &FakeOtlp, protocol: &str) -> ObservabilityConfig {
+    let endpoint = if protocol == "grpc" {
+        otlp.grpc_endpoint()
+    } else {
+        otlp.http_endpoint()
+    };
+    config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ("RUST_LOG", "info"),
+    ])
+}
+
+pub fn build(service: &str, config: ObservabilityConfig) -> ObservabilityParts {
+    Observability::builder(service)
+        .with_config(config)
+        .build()
+        .unwrap()
+}
+
+/// Sends one request through `app` and drains the response body.
+pub async fn send(
+    app: &Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Bytes) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, body)
+}
+
+pub async fn get(app: &Router, uri: &str) -> StatusCode {
+    send(app, Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .0
+}
+
+/// `GET /metrics` through the router, as Prometheus would.
+pub async fn scrape(app: &Router) -> String {
+    let (status, _, body) = send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The value of the first sample whose line starts with `series` (name plus labels prefix)
+/// and contains every one of `labels`.
+pub fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The number of series (sample lines) of the metric family `name` (exact name match).
+pub fn series_count(exposition: &str, name: &str) -> usize {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .count()
+}
+
+/// Runs the real `promtool check metrics` on `exposition` and returns its complaints.
+pub fn promtool_check_metrics(exposition: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's `prometheus` package (.ci/run does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() || !text.is_empty(),
+        "promtool failed silently"
+    );
+    text
+}
