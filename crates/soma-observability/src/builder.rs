@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use axum::Router;
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::config::{ObservabilityConfig, Propagator};
+use crate::config::ObservabilityConfig;
 use crate::endpoint::METRICS_PATH;
 use crate::error::{ConfigError, SetupError};
 use crate::guard::ObservabilityGuard;
@@ -140,12 +139,12 @@ impl ObservabilityBuilder {
         let meter = metrics.provider.meter(SCOPE);
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
         let logger_provider = crate::logs::build(&config, resource)?;
-        let propagator = build_propagator(&config.propagators);
+        let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()
             .map(|provider| crate::http::HttpTracing {
                 tracer: provider.tracer(SCOPE),
-                propagator: build_propagator(&config.propagators),
+                propagator: crate::propagation::build(&config.propagators),
             });
         let layer = HttpTelemetryLayer::new(Shared {
             metrics: config
@@ -314,17 +313,4 @@ fn resource(service_name: &str, config: &ObservabilityConfig) -> Resource {
         )
         .with_service_name(name)
         .build()
-}
-
-pub(crate) fn build_propagator(names: &[Propagator]) -> TextMapCompositePropagator {
-    let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = names
-        .iter()
-        .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
-            match p {
-                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
-                Propagator::Baggage => Box::new(BaggagePropagator::new()),
-            }
-        })
-        .collect();
-    TextMapCompositePropagator::new(propagators)
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 
-use crate::builder::{build_propagator, ObservabilityParts};
+use crate::builder::ObservabilityParts;
 use crate::error::SetupError;
 use crate::guard::ObservabilityGuard;
 
@@ -39,6 +39,8 @@ where
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    opentelemetry::global::set_text_map_propagator(build_propagator(&parts.config.propagators));
+    opentelemetry::global::set_text_map_propagator(crate::propagation::build(
+        &parts.config.propagators,
+    ));
     Ok((router, parts.into_guard()))
 }

@@ -109,6 +109,7 @@ pub mod http;
 mod install;
 mod logs;
 mod metrics;
+pub mod propagation;
 mod serve;
 mod traces;
 
