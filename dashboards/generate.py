@@ -40,7 +40,7 @@ SLO_TARGET = 0.999  # Production SLA: 99.9 % availability over 30 days
 ERROR_BUDGET = 0.001  # 1 - SLO_TARGET, written out so PromQL shows a plain number
 BURN_RATE_ALERTS = {"1h": 14.4, "6h": 6, "3d": 1}  # multi-window burn-rate alert factors
 LATENCY_SLO_TARGET = 0.95  # share of requests under 500 ms (the P95 alert, seen as an SLO)
-POD_RESTARTS_ALERT = 3  # restarts of one pod within one hour
+POD_RESTARTS_ALERT = 2  # restarts of one container within 30 minutes
 CONSUMER_LAG_ALERT = 1000  # messages behind, per consumer group and topic
 
 HTTP_DURATION = "http_server_request_duration_seconds"
@@ -763,13 +763,13 @@ def sla():
                 extra_defaults={"min": 0, "max": 1},
             ),
             panel(
-                "timeseries", "Pod restarts, last hour (alert > %d)" % POD_RESTARTS_ALERT,
-                "Container restarts per pod over the last hour, from kube-state-metrics "
-                "(`kube_pod_container_status_restarts_total`). Alert: more than %d restarts of "
-                "one pod within an hour (the red line)." % POD_RESTARTS_ALERT,
-                targets(("sum by (namespace, pod) (%s)"
-                         % rate("kube_pod_container_status_restarts_total", NS, window="1h",
-                                fn="increase"), "{{namespace}}/{{pod}}")),
+                "timeseries", "Container restarts, last 30 min (alert > %d)" % POD_RESTARTS_ALERT,
+                "Container restarts per pod over the last 30 minutes, from kube-state-metrics "
+                "(`kube_pod_container_status_restarts_total`). Alert: a container restarting more "
+                "than %d times within 30 minutes (the red line)." % POD_RESTARTS_ALERT,
+                targets(("sum by (namespace, pod, container) (%s)"
+                         % rate("kube_pod_container_status_restarts_total", NS, window="30m",
+                                fn="increase"), "{{namespace}}/{{pod}} {{container}}")),
                 "short", restart_thr, custom=restart_custom, external="kube-state-metrics",
                 extra_defaults={"min": 0},
             ),
