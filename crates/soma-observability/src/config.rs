@@ -33,7 +33,7 @@
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE` | queue size (> 0; `0` would drop everything) | `16384` | error |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
-//! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info` | error |
+//! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 
 use std::collections::BTreeMap;
@@ -229,6 +229,8 @@ const DEFAULT_MAX_QUEUE_SIZE: usize = 16_384;
 const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 1_024;
 /// Default export timeout (the OpenTelemetry specification's).
 const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `tracing` filter: the application at info, the SDK's own chatter at warn.
+const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn";
 /// Default limit for string attributes taken from requests.
 const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
 
@@ -365,7 +367,7 @@ impl ObservabilityConfig {
                             .map(|_| v.to_owned())
                     },
                 )?
-                .unwrap_or_else(|| "info".to_owned()),
+                .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
             log_format: env
                 .parse(SOMA_LOG_FORMAT, "text or json", |v| match v {
                     "text" => Some(LogFormat::Text),

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
-use common::{build, otlp_config, send, FakeOtlp};
+use common::{build, hex, otlp_config, send, FakeOtlp};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -25,10 +25,6 @@ fn routes() -> Router {
             "user"
         }),
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn trace_id_of(headers: &axum::http::HeaderMap) -> String {

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use common::{build, otlp_config, send, string_attr, Behaviour, FakeOtlp};
+use common::{build, hex, otlp_config, send, string_attr, Behaviour, FakeOtlp};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
 
@@ -27,10 +27,6 @@ fn routes() -> Router {
         )
         .route("/boom", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
         .route("/healthz", get(|| async { "ok" }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The trace id named by a `traceresponse` header.
@@ -142,7 +138,7 @@ async fn malformed_traceparent_starts_a_fresh_valid_trace() {
     let app = parts.instrument(routes()).unwrap();
     let id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let cases = [
-        "".to_owned(),
+        String::new(),
         "garbage".to_owned(),
         format!("ff-{id}-00f067aa0ba902b7-01"), // forbidden version
         format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()), // upper case
