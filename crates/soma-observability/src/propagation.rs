@@ -22,9 +22,10 @@ pub const MAX_TRACESTATE_LEN: usize = 512;
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 
-/// W3C Trace Context with strict parsing (see the module docs).
+/// W3C Trace Context with strict parsing (see the module docs); a drop-in replacement for the
+/// SDK's `TraceContextPropagator`.
 #[derive(Debug, Default)]
-pub(crate) struct StrictTraceContext {
+pub struct StrictTraceContext {
     inner: TraceContextPropagator,
 }
 
