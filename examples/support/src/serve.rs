@@ -1,0 +1,76 @@
+//! The serve loop and the health routes.
+
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::Router;
+use soma_observability::ObservabilityGuard;
+
+use crate::config::ServiceConfig;
+
+/// `GET /healthz` (the process is up) and `GET /readyz` (it accepts requests), both `200 ok`.
+/// The telemetry layer neither measures nor traces them.
+pub fn health_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+}
+
+/// Binds `config.listen_addr`, logs it, serves `router` until SIGTERM or SIGINT, lets requests
+/// in flight finish, then flushes and shuts telemetry down with `guard`.
+///
+/// # Errors
+///
+/// If the address cannot be bound, serving fails, or telemetry cannot be flushed in time.
+pub async fn serve(
+    router: Router,
+    config: &ServiceConfig,
+    mut guard: ObservabilityGuard,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(service = config.name, %address, "listening on http://{address}");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(soma_observability::shutdown_signal())
+        .await?;
+    tracing::info!(service = config.name, "drained; flushing telemetry");
+    guard.shutdown().await?;
+    Ok(())
+}
+
+/// Serves `router` on a free port of 127.0.0.1 in the background and returns its base URL:
+/// a stand-in peer for tests.
+///
+/// # Errors
+///
+/// If no port can be bound.
+pub async fn spawn_local(router: Router) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn health_routes_answer_ok() {
+        let app: Router = health_routes();
+        for path in ["/healthz", "/readyz"] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Helpers for the services' unit tests: telemetry parts without globals, and reading a scrape.
+
+use soma_observability::{Observability, ObservabilityConfig, ObservabilityParts};
+
+/// Telemetry for `service` with traces and logs off and nothing installed globally: meters
+/// from `parts.meter_provider()` render in `parts.render_metrics()`.
+///
+/// # Panics
+///
+/// If the fixed configuration is rejected (a bug in the library).
+pub fn test_telemetry(service: &'static str) -> ObservabilityParts {
+    let config = ObservabilityConfig::from_lookup(|name| match name {
+        "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+        _ => None,
+    })
+    .expect("a fixed, valid configuration");
+    Observability::builder(service)
+        .with_config(config)
+        .build()
+        .expect("telemetry without exporters builds")
+}
+
+/// The sum of the samples of `name` (exact series name, e.g. `policy_decisions_total`) whose
+/// labels include every `labels` pair, in a Prometheus text exposition; `None` if none matched.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l),
+                None => (series, ""),
+            };
+            (series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .reduce(|a, b| a + b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_value_sums_matching_series() {
+        let text = "# HELP x_total X.\n\
+                    x_total{a=\"1\",b=\"2\"} 3\n\
+                    x_total{a=\"1\",b=\"3\"} 4\n\
+                    x_total_other{a=\"1\"} 100\n\
+                    y 7\n";
+        assert_eq!(metric_value(text, "x_total", &[("a", "1")]), Some(7.0));
+        assert_eq!(metric_value(text, "x_total", &[("b", "3")]), Some(4.0));
+        assert_eq!(metric_value(text, "y", &[]), Some(7.0));
+        assert_eq!(metric_value(text, "x_total", &[("a", "2")]), None);
+    }
+}
