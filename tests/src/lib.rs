@@ -1,1 +1,52 @@
-//! System tests live in `tests/`; see the README.
+//! System tests of the `SomaAgent` reference services with real parts: the five service binaries
+//! on loopback, a real Prometheus server (Debian's `prometheus`) scraping them, and a real OTLP
+//! receiver built on the official protobuf definitions.
+//!
+//! The service binaries must be built before the tests run (`cargo build --workspace --bins`;
+//! `scripts/test.sh` does it). The helpers here are also used by the library's own tests
+//! ([`otlp::FakeOtlp`]).
+
+// Test support: failing loudly (panicking) is what these helpers are for.
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::missing_errors_doc,
+    clippy::doc_markdown
+)]
+
+pub mod otlp;
+pub mod prometheus;
+pub mod promql;
+pub mod services;
+
+/// The repository's root directory.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,130 @@
+//! Shared test helpers: configurations, requests through a router, scraping, promtool.
+//! The OTLP receiver is the system tests' (`soma_system_tests::otlp`).
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use soma_observability::{Observability, ObservabilityConfig, ObservabilityParts};
+pub use soma_system_tests::otlp::{hex, string_attr, Behaviour, FakeOtlp};
+use tower::ServiceExt;
+
+/// A configuration from a list of variables, nothing read from the process environment.
+pub fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    ObservabilityConfig::from_lookup(move |name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
+/// Metrics only: no span, no OTLP log.
+pub fn metrics_only() -> ObservabilityConfig {
+    config(&[
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+    ])
+}
+
+/// Traces and logs to `otlp` over `protocol` (`grpc` or `http/protobuf`), exported quickly.
+pub fn otlp_config(otlp: &FakeOtlp, protocol: &str) -> ObservabilityConfig {
+    let endpoint = if protocol == "grpc" {
+        otlp.grpc_endpoint()
+    } else {
+        otlp.http_endpoint()
+    };
+    config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ("RUST_LOG", "info"),
+    ])
+}
+
+pub fn build(service: &str, config: ObservabilityConfig) -> ObservabilityParts {
+    Observability::builder(service)
+        .with_config(config)
+        .build()
+        .unwrap()
+}
+
+/// Sends one request through `app` and drains the response body.
+pub async fn send(
+    app: &Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Bytes) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, body)
+}
+
+pub async fn get(app: &Router, uri: &str) -> StatusCode {
+    send(app, Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .0
+}
+
+/// `GET /metrics` through the router, as Prometheus would.
+pub async fn scrape(app: &Router) -> String {
+    let (status, _, body) = send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The value of the first sample whose line starts with `series` (name plus labels prefix)
+/// and contains every one of `labels`.
+pub fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The number of series (sample lines) of the metric family `name` (exact name match).
+pub fn series_count(exposition: &str, name: &str) -> usize {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .count()
+}
+
+/// Runs the real `promtool check metrics` on `exposition` and returns its complaints.
+pub fn promtool_check_metrics(exposition: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's `prometheus` package (.ci/run does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() || !text.is_empty(),
+        "promtool failed silently"
+    );
+    text
+}

@@ -1,0 +1,183 @@
+//! A real Prometheus server on loopback, started and stopped by the test.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A scrape target: the job name (as the ServiceMonitors name it) and its `host:port`.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The `job` label.
+    pub job: String,
+    /// `127.0.0.1:port`.
+    pub address: String,
+}
+
+/// A running `prometheus` process; killed on drop.
+#[derive(Debug)]
+pub struct Prometheus {
+    child: tokio::process::Child,
+    /// Its HTTP API base URL.
+    pub url: String,
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` every second, with the recording and alerting rules
+    /// of `servicemonitors/prometheus-rules.yaml` (the PrometheusRule's `spec`) loaded.
+    pub async fn start(targets: &[Target]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let rules = rules_file(&crate::repo_root().join("servicemonitors/prometheus-rules.yaml"));
+        let rules_path = dir.path().join("rules.yaml");
+        std::fs::write(&rules_path, rules).expect("write rules");
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\n",
+        );
+        let _ = write!(
+            config,
+            "rule_files:\n  - {}\nscrape_configs:\n",
+            rules_path.display()
+        );
+        for target in targets {
+            let _ = write!(
+                config,
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['{address}']\n        labels:\n          namespace: soma-agent\n",
+                job = target.job,
+                address = target.address
+            );
+        }
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write config");
+        let port = crate::free_port();
+        let binary = which("prometheus");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = tokio::process::Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+            client: reqwest::Client::new(),
+        };
+        let ready = format!("{}/-/ready", prometheus.url);
+        let client = prometheus.client.clone();
+        crate::wait_for("Prometheus to be ready", Duration::from_secs(30), || {
+            let (client, ready) = (client.clone(), ready.clone());
+            async move {
+                let response = client.get(&ready).send().await.ok()?;
+                response.status().is_success().then_some(())
+            }
+        })
+        .await;
+        prometheus
+    }
+
+    /// Runs an instant query; `Err` holds Prometheus' error message for an invalid query.
+    pub async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", expr)])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        if body["status"] != "success" {
+            return Err(format!("{}: {}", body["errorType"], body["error"]));
+        }
+        let data = &body["data"];
+        Ok(match data["resultType"].as_str() {
+            Some("vector" | "matrix") => data["result"].as_array().cloned().unwrap_or_default(),
+            Some("scalar" | "string") => vec![data["result"].clone()],
+            _ => Vec::new(),
+        })
+    }
+
+    /// The state of every active target (`job`, `health`).
+    pub async fn targets(&self) -> Vec<(String, String)> {
+        let body: Value = self
+            .client
+            .get(format!("{}/api/v1/targets", self.url))
+            .send()
+            .await
+            .expect("targets API")
+            .json()
+            .await
+            .expect("targets JSON");
+        body["data"]["activeTargets"]
+            .as_array()
+            .map(|targets| {
+                targets
+                    .iter()
+                    .map(|t| {
+                        (
+                            t["labels"]["job"].as_str().unwrap_or_default().to_owned(),
+                            t["health"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The plain Prometheus rule file inside a `PrometheusRule` manifest (its `spec`).
+pub fn rules_file(path: &Path) -> String {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let manifest: serde_yaml::Value = serde_yaml::from_str(&text).expect("rules YAML");
+    serde_yaml::to_string(&manifest["spec"]).expect("rules spec")
+}
+
+/// Every `expr` and `record` of a PrometheusRule manifest.
+pub fn rule_expressions(path: &Path) -> (Vec<String>, Vec<String>) {
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("read rules")).expect("YAML");
+    let mut exprs = Vec::new();
+    let mut records = Vec::new();
+    for group in manifest["spec"]["groups"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for rule in group["rules"].as_sequence().into_iter().flatten() {
+            if let Some(expr) = rule["expr"].as_str() {
+                exprs.push(expr.to_owned());
+            }
+            if let Some(record) = rule["record"].as_str() {
+                records.push(record.to_owned());
+            }
+        }
+    }
+    (exprs, records)
+}
+
+fn which(binary: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(binary))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{binary}` not found: install Debian's `prometheus` package (scripts/install-deps.sh does)")
+        })
+}

@@ -1,0 +1,183 @@
+//! The five reference service binaries, started on free loopback ports.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::prometheus::Target;
+
+/// The services: binary name and the `job` label the ServiceMonitors give it.
+pub const SERVICES: &[(&str, &str)] = &[
+    ("identity-service", "identity-service"),
+    ("policy-engine", "policy-engine"),
+    ("slm-service", "slm-service"),
+    ("orchestrator", "orchestrator"),
+    ("gateway", "gateway-api"),
+];
+
+/// One running service; killed on drop if still running.
+#[derive(Debug)]
+pub struct Service {
+    /// The binary name.
+    pub name: &'static str,
+    /// The Prometheus job name.
+    pub job: &'static str,
+    /// Its base URL, `http://127.0.0.1:port`.
+    pub url: String,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl Service {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (the Kubernetes stop signal).
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub async fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// What the service printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The five services, wired to each other.
+#[derive(Debug)]
+pub struct System {
+    /// In start order: identity, policy, slm, orchestrator, gateway.
+    pub services: Vec<Service>,
+    _logs: tempfile::TempDir,
+}
+
+/// Where `cargo build` put the binaries.
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::repo_root().join("target"), PathBuf::from);
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the services first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+impl System {
+    /// Starts the five services; traces and logs go to `otlp_grpc` when given.
+    pub async fn start(otlp_grpc: Option<&str>) -> Self {
+        let logs = tempfile::tempdir().expect("log directory");
+        let ports: Vec<u16> = SERVICES.iter().map(|_| crate::free_port()).collect();
+        let url = |binary: &str| {
+            let index = SERVICES
+                .iter()
+                .position(|(name, _)| *name == binary)
+                .unwrap_or(0);
+            format!("http://127.0.0.1:{}", ports[index])
+        };
+        let mut services = Vec::new();
+        for (index, (name, job)) in SERVICES.iter().enumerate() {
+            let log = logs.path().join(format!("{name}.log"));
+            let out = std::fs::File::create(&log).expect("log file");
+            let err = out.try_clone().expect("log file");
+            let mut command = tokio::process::Command::new(binary(name));
+            command
+                .env("LISTEN_ADDR", format!("127.0.0.1:{}", ports[index]))
+                .env("ORCHESTRATOR_URL", url("orchestrator"))
+                .env("POLICY_ENGINE_URL", url("policy-engine"))
+                .env("IDENTITY_SERVICE_URL", url("identity-service"))
+                .env("SLM_SERVICE_URL", url("slm-service"))
+                .env("RUST_LOG", "info")
+                .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+                .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err))
+                .kill_on_drop(true);
+            match otlp_grpc {
+                Some(endpoint) => {
+                    command
+                        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+                        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+                }
+                None => {
+                    command
+                        .env("OTEL_TRACES_EXPORTER", "none")
+                        .env("OTEL_LOGS_EXPORTER", "none");
+                }
+            }
+            let child = command
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {name}: {e}"));
+            services.push(Service {
+                name,
+                job,
+                url: format!("http://127.0.0.1:{}", ports[index]),
+                log,
+                child,
+            });
+        }
+        let system = Self {
+            services,
+            _logs: logs,
+        };
+        let client = reqwest::Client::new();
+        for service in &system.services {
+            let ready = format!("{}/readyz", service.url);
+            let client = client.clone();
+            let name = service.name;
+            crate::wait_for(
+                &format!("{name} to be ready"),
+                Duration::from_secs(30),
+                || {
+                    let (client, ready) = (client.clone(), ready.clone());
+                    async move {
+                        let response = client.get(&ready).send().await.ok()?;
+                        response.status().is_success().then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+        system
+    }
+
+    /// The service with this binary name.
+    pub fn service(&self, name: &str) -> &Service {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// The gateway's base URL.
+    pub fn gateway(&self) -> String {
+        self.service("gateway").url.clone()
+    }
+
+    /// Prometheus scrape targets for every service.
+    pub fn targets(&self) -> Vec<Target> {
+        self.services
+            .iter()
+            .map(|s| Target {
+                job: s.job.to_owned(),
+                address: s.url.trim_start_matches("http://").to_owned(),
+            })
+            .collect()
+    }
+}
