@@ -267,7 +267,7 @@ impl ObservabilityParts {
         S: Clone + Send + Sync + 'static,
     {
         let router = router.layer(self.http_layer());
-        if !self.config.metrics_enabled {
+        if !self.config.metrics_enabled || self.config.metrics_address.is_some() {
             return Ok(router);
         }
         // `metrics.merge(router)`, not the other way round: merging keeps the *other* router's
@@ -276,6 +276,42 @@ impl ObservabilityParts {
         let metrics = self.metrics_router();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || metrics.merge(router)))
             .map_err(|_| SetupError::RouteConflict(METRICS_PATH))
+    }
+
+    /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`]) is set, serves
+    /// `/metrics` on that address from a background task and returns the bound address; the
+    /// application's router then has no `/metrics` (see [`instrument`](Self::instrument)).
+    /// Returns `Ok(None)` when no separate address is configured.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::MetricsListener`] if the address cannot be bound or no tokio runtime runs.
+    pub fn spawn_metrics_listener(&self) -> Result<Option<std::net::SocketAddr>, SetupError> {
+        let Some(address) = self
+            .config
+            .metrics_address
+            .filter(|_| self.config.metrics_enabled)
+        else {
+            return Ok(None);
+        };
+        let fail = |source| SetupError::MetricsListener { address, source };
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| fail(std::io::Error::other(e.to_string())))?;
+        let listener = std::net::TcpListener::bind(address).map_err(fail)?;
+        listener.set_nonblocking(true).map_err(fail)?;
+        let bound = listener.local_addr().map_err(fail)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(fail)?
+        };
+        let router: Router = self.metrics_router();
+        runtime.spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        });
+        tracing::info!(address = %bound, "serving /metrics on a separate listener");
+        Ok(Some(bound))
     }
 
     /// A guard that flushes and shuts these providers down.

@@ -35,6 +35,7 @@
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
+//! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -101,6 +102,8 @@ pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH
 pub const RUST_LOG: &str = "RUST_LOG";
 /// `SOMA_LOG_FORMAT`.
 pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
+/// `SOMA_METRICS_ADDR`.
+pub const SOMA_METRICS_ADDR: &str = "SOMA_METRICS_ADDR";
 
 /// Where a signal is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +222,8 @@ pub struct ObservabilityConfig {
     pub log_filter: String,
     /// The stdout log format.
     pub log_format: LogFormat,
+    /// Serve `/metrics` on this separate (internal) address instead of the application's router.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// Default batch delay: short enough that a short-lived job exports, long enough to batch.
@@ -375,6 +380,11 @@ impl ObservabilityConfig {
                     _ => None,
                 })?
                 .unwrap_or(LogFormat::Text),
+            metrics_address: env.parse(
+                SOMA_METRICS_ADDR,
+                "a socket address such as 0.0.0.0:9464",
+                |v| v.parse().ok(),
+            )?,
         })
     }
 
@@ -766,6 +776,7 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz", "key=value"),
             ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", "positive"),
             ("SOMA_LOG_FORMAT", "xml", "text or json"),
+            ("SOMA_METRICS_ADDR", "localhost", "socket address"),
             ("RUST_LOG", "info,[", "directives"),
         ];
         for (var, value, expected) in cases {

@@ -89,6 +89,15 @@ pub enum SetupError {
          Observability::builder(..).build() and mount the metrics router yourself"
     )]
     RouteConflict(&'static str),
+    /// The separate metrics listener could not be started.
+    #[error("cannot serve /metrics on {address}: {source}; check SOMA_METRICS_ADDR")]
+    MetricsListener {
+        /// The configured address.
+        address: std::net::SocketAddr,
+        /// Why binding failed (address in use, no runtime, ...).
+        #[source]
+        source: std::io::Error,
+    },
     /// Observability was already installed in this process.
     #[error(
         "observability is already installed in this process; call setup_observability once, \

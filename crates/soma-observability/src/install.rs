@@ -24,6 +24,7 @@ where
     }
     let installed = (|| {
         let router = parts.instrument(router)?;
+        parts.spawn_metrics_listener()?;
         tracing::subscriber::set_global_default(parts.subscriber())
             .map_err(|_| SetupError::SubscriberAlreadySet)?;
         Ok(router)

@@ -5,8 +5,17 @@
 //! tonic, tower, reqwest and the OpenTelemetry crates): exporting those would produce more of
 //! them, an endless telemetry-induced-telemetry loop. The same targets never become spans.
 //! Each exported record carries the trace and span id that was current when it was emitted.
+//!
+//! Stdout lines cannot be forged: in text format a newline or carriage return inside an event
+//! is written as `\n` / `\r`, so one event is always one line (JSON escapes them anyway), and
+//! `tracing-subscriber` escapes ANSI control sequences in field values. Warnings and errors of
+//! the OpenTelemetry crates (a collector that is down fails every batch) are printed at most
+//! once per [`SDK_LOG_INTERVAL`] per call site.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -107,14 +116,16 @@ pub(crate) fn subscriber(
     let filter = || EnvFilter::builder().parse_lossy(&config.log_filter);
     let not_exporter = || filter_fn(|meta| !is_exporter_target(meta.target()));
     let stdout = match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(|| OneLineWriter(io::stdout()))
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .boxed(),
     }
-    .with_filter(filter());
+    .with_filter(filter().and(rate_limited_sdk_logs()));
     let spans = tracer_provider.map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
         tracing_opentelemetry::layer()
@@ -128,6 +139,65 @@ pub(crate) fn subscriber(
         .with(stdout)
         .with(spans)
         .with(logs)
+}
+
+/// The shortest interval between two stdout lines from one OpenTelemetry call site.
+pub(crate) const SDK_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Lets an event from the OpenTelemetry crates through at most once per [`SDK_LOG_INTERVAL`]
+/// per call site; every other event passes.
+fn rate_limited_sdk_logs(
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static {
+    let last_seen: Mutex<HashMap<tracing::callsite::Identifier, Instant>> = Mutex::default();
+    filter_fn(move |meta| {
+        if !meta.is_event() || !meta.target().starts_with("opentelemetry") {
+            return true;
+        }
+        let Ok(mut last_seen) = last_seen.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        match last_seen.get(&meta.callsite()) {
+            Some(seen) if now.duration_since(*seen) < SDK_LOG_INTERVAL => false,
+            _ => {
+                last_seen.insert(meta.callsite(), now);
+                true
+            }
+        }
+    })
+}
+
+/// Writes each formatted event as one line: inner newlines and carriage returns are escaped.
+struct OneLineWriter<W>(W);
+
+impl<W: Write> Write for OneLineWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (body, newline) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, true),
+            None => (buf, false),
+        };
+        if !body.iter().any(|b| *b == b'\n' || *b == b'\r') {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut line = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            match b {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                _ => line.push(b),
+            }
+        }
+        if newline {
+            line.push(b'\n');
+        }
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +214,14 @@ mod tests {
         assert!(!is_exporter_target("gateway"));
         assert!(!is_exporter_target("hyperdrive"));
         assert!(!is_exporter_target("towel::x"));
+    }
+
+    #[test]
+    fn one_event_is_one_line() {
+        let mut out = Vec::new();
+        OneLineWriter(&mut out)
+            .write_all(b"INFO path=/x\nINFO forged line\r\n")
+            .unwrap();
+        assert_eq!(out, b"INFO path=/x\\nINFO forged line\\r\n");
     }
 }

@@ -545,3 +545,45 @@ async fn metrics_over_a_real_socket() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn metrics_can_be_served_on_a_separate_internal_listener() {
+    let mut config = metrics_only();
+    config.metrics_address = Some("127.0.0.1:0".parse().unwrap());
+    let parts = build("internal", config);
+    let app = parts.instrument(app_routes()).unwrap();
+    let internal = parts.spawn_metrics_listener().unwrap().unwrap();
+    get_status(&app, "/users/1").await;
+    // Not on the public router...
+    assert_eq!(get_status(&app, "/metrics").await, StatusCode::NOT_FOUND);
+    // ...but on the internal one.
+    let metrics = reqwest::get(format!("http://{internal}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &metrics,
+            "http_server_request_duration_seconds_count",
+            &[r#"http_route="/users/{id}""#]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_metrics_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = metrics_only();
+    config.metrics_address = Some(taken.local_addr().unwrap());
+    let parts = build("busy", config);
+    let err = parts.spawn_metrics_listener().unwrap_err();
+    assert!(
+        matches!(err, soma_observability::SetupError::MetricsListener { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("SOMA_METRICS_ADDR"), "{err}");
+}
