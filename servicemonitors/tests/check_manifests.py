@@ -416,6 +416,8 @@ def check_workloads(rep: Report, rendered: list[dict]):
                   and env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc",
                   f"{name}: OTLP gRPC to otel-collector.observability:4317")
         rep.check(env.get("LISTEN_ADDR") == f"0.0.0.0:{port}", f"{name}: LISTEN_ADDR=0.0.0.0:{port}")
+        # /metrics must stay on the port the ServiceMonitors scrape (`http`).
+        rep.check("SOMA_METRICS_ADDR" not in env, f"{name}: /metrics served on port http (no SOMA_METRICS_ADDR)")
         for var, url in PEER_URLS.items():
             rep.check(env.get(var) == url, f"{name}: {var}={url}", f"{env.get(var)!r}")
         field_refs = {k: v["fieldRef"]["fieldPath"] for k, v in env.items()
