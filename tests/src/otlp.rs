@@ -35,8 +35,16 @@ pub enum Behaviour {
     Accept,
     /// Never answer.
     Hang,
-    /// Answer with this HTTP status (HTTP) or `unavailable` / `internal` (gRPC).
+    /// Answer with this HTTP status (HTTP; 429 and 503 with `Retry-After: 1`) or
+    /// `unavailable` / `internal` (gRPC).
     Fail(u16),
+    /// Fail the next `times` requests as [`Behaviour::Fail`] does, then accept.
+    FailThenAccept {
+        /// The status to fail with.
+        status: u16,
+        /// How many requests fail.
+        times: usize,
+    },
 }
 
 #[derive(Default)]
@@ -94,6 +102,15 @@ impl LogsService for Grpc {
     }
 }
 
+fn failure(code: u16) -> axum::response::Response {
+    let status = StatusCode::from_u16(code).unwrap();
+    if code == 429 || code == 503 {
+        (status, [("retry-after", "1")]).into_response()
+    } else {
+        status.into_response()
+    }
+}
+
 fn grpc_status(code: u16) -> tonic::Status {
     if code == 503 {
         tonic::Status::unavailable("scripted outage")
@@ -132,7 +149,7 @@ impl FakeOtlp {
                     let otlp = http_state.clone();
                     move |body: Bytes| async move {
                         if let Err(code) = otlp.gate().await {
-                            return StatusCode::from_u16(code).unwrap().into_response();
+                            return failure(code);
                         }
                         let request = ExportTraceServiceRequest::decode(body).unwrap();
                         otlp.store_traces(request);
@@ -148,7 +165,7 @@ impl FakeOtlp {
                     let otlp = http_state.clone();
                     move |body: Bytes| async move {
                         if let Err(code) = otlp.gate().await {
-                            return StatusCode::from_u16(code).unwrap().into_response();
+                            return failure(code);
                         }
                         let request = ExportLogsServiceRequest::decode(body).unwrap();
                         otlp.store_logs(request);
@@ -164,9 +181,25 @@ impl FakeOtlp {
 
     async fn gate(&self) -> Result<(), u16> {
         self.received.lock().unwrap().attempts += 1;
-        let behaviour = *self.behaviour.lock().unwrap();
+        let behaviour = {
+            let mut behaviour = self.behaviour.lock().unwrap();
+            let current = *behaviour;
+            if let Behaviour::FailThenAccept { status, times } = current {
+                *behaviour = if times <= 1 {
+                    Behaviour::Accept
+                } else {
+                    Behaviour::FailThenAccept { status, times: times - 1 }
+                };
+                if times == 0 {
+                    return Ok(());
+                }
+                Behaviour::Fail(status)
+            } else {
+                current
+            }
+        };
         match behaviour {
-            Behaviour::Accept => Ok(()),
+            Behaviour::Accept | Behaviour::FailThenAccept { .. } => Ok(()),
             Behaviour::Hang => {
                 std::future::pending::<()>().await;
                 Ok(())
