@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod promql;
 pub mod services;
+pub mod traffic;
 
 /// The repository's root directory.
 pub fn repo_root() -> std::path::PathBuf {

@@ -188,7 +188,10 @@ impl FakeOtlp {
                 *behaviour = if times <= 1 {
                     Behaviour::Accept
                 } else {
-                    Behaviour::FailThenAccept { status, times: times - 1 }
+                    Behaviour::FailThenAccept {
+                        status,
+                        times: times - 1,
+                    }
                 };
                 if times == 0 {
                     return Ok(());
