@@ -1,0 +1,140 @@
+//! SIGTERM during load: the gateway drains in-flight requests, flushes their spans, and exits
+//! cleanly within the Kubernetes grace period.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use soma_system_tests::otlp::{hex, FakeOtlp};
+use soma_system_tests::services::System;
+use soma_system_tests::traffic::trace_id;
+
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Trace ids of the requests that got a response.
+    completed: Vec<String>,
+    /// Statuses other than 200 (there must be none).
+    bad_statuses: Vec<u16>,
+    /// Transport errors, with the time they happened.
+    errors: Vec<(Instant, String)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
+    let otlp = FakeOtlp::start().await;
+    let mut system = System::start(Some(&otlp.grpc_endpoint())).await;
+    let gateway = system.gateway();
+    // One connection per request, as many independent clients would.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let token: serde_json::Value = client
+        .post(format!("{gateway}/v1/auth/token"))
+        .json(&json!({"user": "demo", "password": "demo-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..48 {
+        let (client, gateway, token, stop) =
+            (client.clone(), gateway.clone(), token.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut outcome = Outcome::default();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let request = if worker % 2 == 0 {
+                    client
+                        .post(format!("{gateway}/v1/generate"))
+                        .json(&json!({"prompt": "Explain graceful shutdown", "max_tokens": 64}))
+                } else {
+                    client.get(format!("{gateway}/v1/marketplace/capsules?q=text"))
+                };
+                match request.bearer_auth(&token).send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let id = trace_id(&response);
+                        match response.bytes().await {
+                            Ok(_) if status == 200 => outcome.completed.push(id),
+                            Ok(_) => outcome.bad_statuses.push(status),
+                            Err(err) => outcome.errors.push((Instant::now(), err.to_string())),
+                        }
+                    }
+                    Err(err) => {
+                        outcome.errors.push((Instant::now(), err.to_string()));
+                        // The gateway is going away; stop like a client whose backend left.
+                        break;
+                    }
+                }
+            }
+            outcome
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let terminated_at = Instant::now();
+    system.service("gateway").terminate();
+    let gateway_process = system
+        .services
+        .iter_mut()
+        .find(|s| s.name == "gateway")
+        .unwrap();
+    let status = gateway_process
+        .wait(Duration::from_secs(25))
+        .await
+        .expect("the gateway exits within the grace period");
+    let exited_after = terminated_at.elapsed();
+    stop.store(true, Ordering::Relaxed);
+
+    let mut outcome = Outcome::default();
+    for worker in workers {
+        let result = worker.await.unwrap();
+        outcome.completed.extend(result.completed);
+        outcome.bad_statuses.extend(result.bad_statuses);
+        outcome.errors.extend(result.errors);
+    }
+    let output = gateway_process.output();
+    assert!(status.success(), "gateway exit status {status:?}\n{output}");
+    assert!(
+        exited_after < Duration::from_secs(15),
+        "exit took {exited_after:?}"
+    );
+    assert!(
+        outcome.completed.len() > 50,
+        "only {} requests completed",
+        outcome.completed.len()
+    );
+    assert!(
+        outcome.bad_statuses.is_empty(),
+        "statuses during shutdown: {:?}",
+        outcome.bad_statuses
+    );
+    for (when, error) in &outcome.errors {
+        assert!(*when >= terminated_at, "an error before SIGTERM: {error}");
+    }
+    // Every completed request's server span reached the collector before the process exited.
+    let spans = otlp.spans();
+    let gateway_traces: std::collections::HashSet<String> = spans
+        .iter()
+        .filter(|(service, s)| service == "gateway" && s.kind == 2)
+        .map(|(_, s)| hex(&s.trace_id))
+        .collect();
+    let missing: Vec<_> = outcome
+        .completed
+        .iter()
+        .filter(|id| !gateway_traces.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} completed requests have no gateway span",
+        missing.len(),
+        outcome.completed.len()
+    );
+}
