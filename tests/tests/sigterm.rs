@@ -21,6 +21,7 @@ struct Outcome {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, told in order
 async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
     let otlp = FakeOtlp::start().await;
     let mut system = System::start(Some(&otlp.grpc_endpoint())).await;
