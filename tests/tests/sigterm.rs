@@ -139,3 +139,133 @@ async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
         outcome.completed.len()
     );
 }
+
+/// The gateway's `http_server_active_requests`, summed, from its `/metrics`.
+async fn in_flight(client: &reqwest::Client, gateway: &str) -> f64 {
+    let metrics = client
+        .get(format!("{gateway}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("http_server_active_requests"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_200_slow_requests_in_flight_completes_them_all() {
+    let otlp = FakeOtlp::start().await;
+    let mut system = System::start(Some(&otlp.grpc_endpoint())).await;
+    let gateway = system.gateway();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let token: serde_json::Value = client
+        .post(format!("{gateway}/v1/auth/token"))
+        .json(&json!({"user": "demo", "password": "demo-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    // 200 streamed generations of 256 tokens: each takes over half a second.
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let request = client
+                .post(format!("{gateway}/v1/generate"))
+                .bearer_auth(&token)
+                .json(&json!({"prompt": "Explain draining", "max_tokens": 256, "stream": true}));
+            tokio::spawn(async move {
+                let response = request.send().await.map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let id = trace_id(&response);
+                let body = response.bytes().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, id, body.len()))
+            })
+        })
+        .collect();
+    soma_system_tests::wait_for("200 requests in flight", Duration::from_secs(20), || {
+        let (client, gateway) = (client.clone(), gateway.clone());
+        async move { (in_flight(&client, &gateway).await >= 200.0).then_some(()) }
+    })
+    .await;
+    system.service("gateway").terminate();
+    let gateway_process = system
+        .services
+        .iter_mut()
+        .find(|s| s.name == "gateway")
+        .unwrap();
+    let status = gateway_process
+        .wait(Duration::from_secs(25))
+        .await
+        .expect("the gateway exits");
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        gateway_process.output()
+    );
+    let mut trace_ids = Vec::new();
+    for request in requests {
+        let (status, id, len) = request.await.unwrap().expect("an in-flight request failed");
+        assert_eq!(status, 200);
+        assert!(len > 256, "a streamed body was cut short ({len} bytes)");
+        trace_ids.push(id);
+    }
+    let spans = otlp.spans();
+    let exported: std::collections::HashSet<String> = spans
+        .iter()
+        .filter(|(service, s)| service == "gateway" && s.kind == 2)
+        .map(|(_, s)| hex(&s.trace_id))
+        .collect();
+    let missing = trace_ids
+        .iter()
+        .filter(|id| !exported.contains(*id))
+        .count();
+    assert_eq!(
+        missing, 0,
+        "{missing} of 200 drained requests have no gateway span"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_hung_collector_still_exits_within_the_shutdown_deadline() {
+    let otlp = FakeOtlp::start().await;
+    otlp.set_behaviour(soma_system_tests::otlp::Behaviour::Hang);
+    let mut system = System::start(Some(&otlp.grpc_endpoint())).await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let status = client
+            .get(format!("{}/healthz", system.gateway()))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        let _ = client
+            .post(format!("{}/v1/auth/token", system.gateway()))
+            .json(&json!({"user": "demo", "password": "demo-password"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    system.service("gateway").terminate();
+    let gateway_process = system
+        .services
+        .iter_mut()
+        .find(|s| s.name == "gateway")
+        .unwrap();
+    let status = gateway_process.wait(Duration::from_secs(25)).await;
+    let took = started.elapsed();
+    assert!(status.is_some(), "the gateway did not exit");
+    // The services' shutdown deadline is the library's default, 10 s.
+    assert!(took < Duration::from_secs(12), "exit took {took:?}");
+}
