@@ -245,6 +245,28 @@ async fn shutdown_delivers_pending_spans_on_a_current_thread_runtime() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn shutdown_delivers_pending_spans_on_a_one_worker_runtime() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let otlp = FakeOtlp::start().await;
+        let mut config = otlp_config(&otlp, protocol);
+        config.traces.schedule_delay = Duration::from_secs(60);
+        let parts = build("one-worker", config);
+        let app = parts.instrument(routes()).unwrap();
+        for _ in 0..10 {
+            send(&app, Request::get("/users/1").body(Body::empty()).unwrap()).await;
+        }
+        let started = Instant::now();
+        parts.into_guard().shutdown().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{protocol}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(otlp.spans().len(), 10, "{protocol}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_or_hung_collector_delays_neither_requests_nor_shutdown() {
     // Down: nothing listens on the port.
