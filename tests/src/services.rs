@@ -66,11 +66,13 @@ pub struct System {
     _logs: tempfile::TempDir,
 }
 
-/// Where `cargo build` put the binaries.
+/// Where `cargo build` put the binaries: `target/debug`, or `target/$SOMA_BIN_PROFILE`
+/// (e.g. `release` for load runs).
 pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| crate::repo_root().join("target"), PathBuf::from);
-    let path = target.join("debug").join(name);
+    let profile = std::env::var("SOMA_BIN_PROFILE").unwrap_or_else(|_| "debug".to_owned());
+    let path = target.join(profile).join(name);
     assert!(
         path.is_file(),
         "{} is missing: build the services first with `cargo build --workspace --bins` (scripts/test.sh does)",

@@ -1,0 +1,139 @@
+//! Heavy load through the gateway (ignored by default; run it explicitly):
+//!
+//! ```sh
+//! cargo build --release --workspace --bins
+//! SOMA_BIN_PROFILE=release cargo test --release -p soma-system-tests --test load -- --ignored --nocapture
+//! ```
+//!
+//! 1 000 concurrent connections for a bounded time, three identical rounds: zero errors, the
+//! histogram `_count` equal to the requests sent, the in-flight gauge back to 0, and the
+//! gateway's resident memory flat across the rounds. Loopback only.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use soma_system_tests::services::System;
+
+const CONNECTIONS: usize = 1000;
+const ROUND: Duration = Duration::from_secs(10);
+
+fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_default()
+}
+
+fn sample_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "heavy: 3 x 10 s at 1 000 connections; run explicitly"]
+async fn a_thousand_connections_three_rounds() {
+    let system = System::start(None).await;
+    let gateway = system.gateway();
+    let pid = system.service("gateway").pid();
+    let setup = reqwest::Client::new();
+    let token: serde_json::Value = setup
+        .post(format!("{gateway}/v1/auth/token"))
+        .json(&json!({"user": "demo", "password": "demo-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let label = r#"http_route="/v1/marketplace/capsules""#;
+    let mut sent_total = 0;
+    let mut rss = Vec::new();
+    for round in 1..=3 {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|i| {
+                let (sent, errors, stop) = (sent.clone(), errors.clone(), stop.clone());
+                let url = format!(
+                    "{gateway}/v1/marketplace/capsules?q={}",
+                    ["text", "sql", "email"][i % 3]
+                );
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .pool_max_idle_per_host(1)
+                        .build()
+                        .unwrap();
+                    while !stop.load(Ordering::Relaxed) {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        match client.get(&url).bearer_auth(&token).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                let _ = r.bytes().await;
+                            }
+                            _ => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(ROUND).await;
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        let sent = sent.load(Ordering::Relaxed);
+        sent_total += sent;
+        let metrics = setup
+            .get(format!("{gateway}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let counted = sample_sum(
+            &metrics,
+            "http_server_request_duration_seconds_count",
+            label,
+        );
+        let in_flight = sample_sum(&metrics, "http_server_active_requests", "");
+        let kib = resident_kib(pid);
+        rss.push(kib);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = sent as f64 / elapsed.as_secs_f64();
+        println!(
+            "round {round}: {sent} requests in {elapsed:.1?} ({rate:.0}/s), errors {}, counted {counted}, in flight {in_flight}, gateway RSS {} KiB",
+            errors.load(Ordering::Relaxed),
+            kib
+        );
+        assert_eq!(errors.load(Ordering::Relaxed), 0, "round {round}: errors");
+        #[allow(clippy::cast_precision_loss)]
+        let expected = sent_total as f64;
+        assert!(
+            (counted - expected).abs() < 0.5,
+            "round {round}: counted {counted}, sent {sent_total}"
+        );
+        assert!(
+            in_flight.abs() < 0.5,
+            "round {round}: {in_flight} still in flight"
+        );
+    }
+    // Memory is flat: the third round costs no more than 4 MiB over the first.
+    assert!(
+        rss[2] <= rss[0] + 4096,
+        "gateway RSS grew across rounds: {rss:?} KiB"
+    );
+}
