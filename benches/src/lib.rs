@@ -1,1 +1,308 @@
-//! Benchmarks live in `benches/`; see `benches/README.md`.
+//! What the benchmarks share: the routes every stack serves, the stacks themselves, and a
+//! counting OTLP receiver. See `benches/README.md` for the method and the figures.
+//!
+//! - `benches/requests.rs`: in-process cost per request of each stack (criterion);
+//! - `benches/render.rs`: `/metrics` rendering time (criterion);
+//! - `src/bin/bench-server.rs`: the same routes over HTTP for `benches/load.sh` (wrk);
+//! - `src/bin/bench-driver.rs`: a fixed number of in-process requests, for callgrind;
+//! - `src/bin/bench-report.rs`: the criterion medians as a table, overhead over bare included.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::Request;
+use axum::routing::get;
+use axum::{Json, Router};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use serde::Serialize;
+use soma_observability::{ConfigError, Observability, ObservabilityConfig, ObservabilityParts};
+use tower::ServiceExt;
+
+/// The text route.
+pub const HELLO: &str = "/hello";
+/// A path that the JSON route `/users/{id}` matches.
+pub const USER: &str = "/users/42";
+
+#[derive(Serialize)]
+struct User {
+    id: u64,
+    name: &'static str,
+    active: bool,
+}
+
+/// The routes every stack serves: a text route and a JSON route with a path parameter.
+pub fn app() -> Router {
+    Router::new()
+        .route(HELLO, get(|| async { "Hello, world!" }))
+        .route(
+            "/users/{id}",
+            get(|Path(id): Path<u64>| async move {
+                Json(User {
+                    id,
+                    name: "Ada Lovelace",
+                    active: true,
+                })
+            }),
+        )
+}
+
+/// Sends one request through `router` and drains the response body (our metrics are recorded
+/// when the body ends); returns the body's length.
+///
+/// # Panics
+///
+/// If the request cannot be built or the body cannot be read (neither happens with [`app`]).
+pub async fn drain(router: &Router, uri: &'static str) -> usize {
+    let request = Request::get(uri).body(Body::empty()).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// A configuration where `overrides` win, then the process environment, then the defaults.
+///
+/// # Errors
+///
+/// If a value is invalid.
+pub fn config(overrides: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    ObservabilityConfig::from_lookup(move |name| {
+        overrides
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    })
+}
+
+/// Our metrics layer alone: the four HTTP instruments, no traces, no OTLP logs.
+///
+/// # Errors
+///
+/// If the environment holds an invalid `OTEL_*` value.
+pub fn metrics_config() -> Result<ObservabilityConfig, ConfigError> {
+    config(&[
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+    ])
+}
+
+/// Metrics plus traces and logs over OTLP/gRPC to `endpoint`, every trace sampled (`sampled`)
+/// or none (`always_off`); batch settings are the defaults unless the environment sets them.
+///
+/// # Errors
+///
+/// If the environment holds an invalid `OTEL_*` value.
+pub fn full_config(endpoint: &str, sampled: bool) -> Result<ObservabilityConfig, ConfigError> {
+    config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        (
+            "OTEL_TRACES_SAMPLER",
+            if sampled { "always_on" } else { "always_off" },
+        ),
+    ])
+}
+
+/// The stacks compared in process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stack {
+    /// Plain axum.
+    Bare,
+    /// Our metrics layer alone.
+    Metrics,
+    /// Our full setup, every trace sampled and exported to a live receiver.
+    TracesSampled,
+    /// Our full setup with `OTEL_TRACES_SAMPLER=always_off`.
+    TracesUnsampled,
+}
+
+impl Stack {
+    /// Every stack of ours, bare first.
+    pub const ALL: [Stack; 4] = [
+        Stack::Bare,
+        Stack::Metrics,
+        Stack::TracesSampled,
+        Stack::TracesUnsampled,
+    ];
+
+    /// The benchmark id.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::Bare => "bare",
+            Stack::Metrics => "metrics",
+            Stack::TracesSampled => "traces_sampled",
+            Stack::TracesUnsampled => "traces_unsampled",
+        }
+    }
+
+    /// Parses [`Stack::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The instrumented router and its parts (`None` for bare). `otlp` is the receiver's
+    /// gRPC endpoint, used by the traced stacks, which must be built inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// If the configuration is invalid or an exporter cannot be built.
+    pub fn build(
+        self,
+        otlp: &str,
+    ) -> Result<(Router, Option<ObservabilityParts>), Box<dyn std::error::Error>> {
+        let config = match self {
+            Stack::Bare => return Ok((app(), None)),
+            Stack::Metrics => metrics_config()?,
+            Stack::TracesSampled => full_config(otlp, true)?,
+            Stack::TracesUnsampled => full_config(otlp, false)?,
+        };
+        let parts = Observability::builder("bench")
+            .with_config(config)
+            .build()?;
+        let router = parts.instrument(app())?;
+        Ok((router, Some(parts)))
+    }
+}
+
+/// The value of the unlabelled (or first) sample of `name` in a Prometheus exposition.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// What an [`OtlpSink`] has received.
+#[derive(Debug, Default)]
+pub struct Received {
+    spans: AtomicU64,
+    logs: AtomicU64,
+    exports: AtomicU64,
+}
+
+impl Received {
+    /// Spans received so far.
+    pub fn spans(&self) -> u64 {
+        self.spans.load(Ordering::Relaxed)
+    }
+
+    /// Log records received so far.
+    pub fn logs(&self) -> u64 {
+        self.logs.load(Ordering::Relaxed)
+    }
+
+    /// Export requests (batches) received so far.
+    pub fn exports(&self) -> u64 {
+        self.exports.load(Ordering::Relaxed)
+    }
+}
+
+/// A live OTLP/gRPC receiver that decodes every export and counts what it holds.
+#[derive(Clone, Debug)]
+pub struct OtlpSink {
+    received: Arc<Received>,
+    addr: SocketAddr,
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        self.received
+            .spans
+            .fetch_add(spans as u64, Ordering::Relaxed);
+        self.received.exports.fetch_add(1, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let logs: usize = request
+            .get_ref()
+            .resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .map(|sl| sl.log_records.len())
+            .sum();
+        self.received.logs.fetch_add(logs as u64, Ordering::Relaxed);
+        self.received.exports.fetch_add(1, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+impl OtlpSink {
+    /// Binds `addr` (port 0 for any) and serves OTLP/gRPC traces and logs on the current
+    /// tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// If `addr` cannot be bound.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let sink = Self {
+            received: Arc::default(),
+            addr: listener.local_addr()?,
+        };
+        let service = sink.clone();
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(service.clone()))
+                .add_service(LogsServiceServer::new(service))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+            if let Err(err) = served {
+                eprintln!("OTLP receiver stopped: {err}");
+            }
+        });
+        Ok(sink)
+    }
+
+    /// The gRPC endpoint to give exporters.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What was received so far.
+    pub fn received(&self) -> &Received {
+        &self.received
+    }
+}

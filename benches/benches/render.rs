@@ -1,0 +1,124 @@
+//! Time to render `/metrics`: with 100, 1 000 and 10 000 custom series, and for a realistic
+//! service (the HTTP instruments after traffic on a few routes).
+//!
+//! Run: `cargo bench -p soma-benches --bench render -- --measurement-time 3 --warm-up-time 1`
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::KeyValue;
+use soma_benches::metrics_config;
+use soma_observability::{Observability, ObservabilityParts};
+use tower::ServiceExt;
+
+/// Attribute sets per instrument (the SDK keeps at most 2 000 per instrument).
+const SETS_PER_INSTRUMENT: usize = 1_000;
+
+fn parts() -> ObservabilityParts {
+    Observability::builder("bench")
+        .with_config(metrics_config().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// `n` counter series, `SETS_PER_INSTRUMENT` per counter.
+fn with_series(n: usize) -> ObservabilityParts {
+    let parts = parts();
+    let meter = parts.meter_provider().meter("bench");
+    for first in (0..n).step_by(SETS_PER_INSTRUMENT) {
+        let counter = meter
+            .u64_counter(format!("bench.series.{}", first / SETS_PER_INSTRUMENT))
+            .with_description("A benchmark counter.")
+            .build();
+        for i in first..n.min(first + SETS_PER_INSTRUMENT) {
+            counter.add(1, &[KeyValue::new("id", i.to_string())]);
+        }
+    }
+    parts
+}
+
+/// A service of the size of the reference services: six routes (two of them POST), traffic
+/// with 2xx, 4xx and 5xx answers, so the four HTTP instruments each hold ~10 series.
+fn service() -> ObservabilityParts {
+    let parts = parts();
+    let router: Router = parts
+        .instrument(
+            Router::new()
+                .route("/v1/orders", get(|| async { "[]" }).post(|| async { "{}" }))
+                .route("/v1/orders/{id}", get(|| async { "{}" }))
+                .route("/v1/users/{id}", get(|| async { StatusCode::NOT_FOUND }))
+                .route("/v1/login", post(|| async { StatusCode::UNAUTHORIZED }))
+                .route(
+                    "/v1/report",
+                    get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+                ),
+        )
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for (method, uri) in [
+            ("GET", "/v1/orders"),
+            ("POST", "/v1/orders"),
+            ("GET", "/v1/orders/7"),
+            ("GET", "/v1/users/7"),
+            ("POST", "/v1/login"),
+            ("GET", "/v1/report"),
+            ("GET", "/nowhere"),
+        ] {
+            for _ in 0..10 {
+                let request = axum::http::Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    parts
+}
+
+fn series_lines(parts: &ObservabilityParts) -> usize {
+    let text = parts.render_metrics().unwrap();
+    text.lines().filter(|l| !l.starts_with('#')).count()
+}
+
+fn render(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    let service = service();
+    eprintln!(
+        "render/service: {} sample lines in total",
+        series_lines(&service)
+    );
+    group.bench_function("service", |b| b.iter(|| service.render_metrics().unwrap()));
+    for n in [100, 1_000, 10_000] {
+        let parts = with_series(n);
+        eprintln!(
+            "render/series/{n}: {} sample lines in total",
+            series_lines(&parts)
+        );
+        group.bench_with_input(BenchmarkId::new("series", n), &parts, |b, parts| {
+            b.iter(|| parts.render_metrics().unwrap());
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = render
+}
+criterion_main!(benches);
