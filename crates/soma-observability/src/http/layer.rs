@@ -1,5 +1,6 @@
 //! The layer and the service.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,6 +14,7 @@ use tower::{Layer, Service};
 use super::attributes::RouteInterner;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
+use super::series::InFlight;
 use super::state::RequestState;
 use crate::metrics::BYTES_BUCKETS;
 
@@ -49,6 +51,10 @@ pub(crate) struct HttpInstruments {
     pub(crate) active_requests: UpDownCounter<i64>,
     pub(crate) request_body_size: Histogram<u64>,
     pub(crate) response_body_size: Histogram<u64>,
+    /// The in-flight gauge's bound series (see the `series` module).
+    pub(crate) in_flight: InFlight,
+    /// How many histogram series are bound.
+    pub(crate) bound_series: AtomicUsize,
 }
 
 impl HttpInstruments {
@@ -76,6 +82,8 @@ impl HttpInstruments {
                 .with_boundaries(BYTES_BUCKETS.to_vec())
                 .with_description("Size of HTTP server response bodies.")
                 .build(),
+            in_flight: InFlight::default(),
+            bound_series: AtomicUsize::new(0),
         }
     }
 }

@@ -42,6 +42,7 @@ mod attributes;
 mod body;
 mod future;
 mod layer;
+mod series;
 mod state;
 
 pub use body::ResponseBody;

@@ -11,8 +11,9 @@ use opentelemetry::{Context, ContextGuard, KeyValue, StringValue};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use super::attributes;
+use super::attributes::{self, Labels, Route};
 use super::layer::Shared;
+use super::series::{self, Measurements};
 
 /// How the request ended.
 #[derive(Clone, Copy)]
@@ -28,10 +29,8 @@ enum Outcome {
 pub(crate) struct RequestState {
     shared: Arc<Shared>,
     start: Instant,
-    method: &'static str,
-    scheme: &'static str,
-    version: &'static str,
-    route: Option<StringValue>,
+    labels: Labels,
+    route: Arc<Route>,
     request_body_size: Option<u64>,
     response_body_size: u64,
     outcome: Outcome,
@@ -42,36 +41,24 @@ pub(crate) struct RequestState {
 impl RequestState {
     pub(crate) fn start<B: http_body::Body>(shared: Arc<Shared>, req: &Request<B>) -> Self {
         let start = Instant::now();
-        let method = attributes::method(req.method());
-        let scheme = attributes::scheme(req.uri());
-        let version = attributes::protocol_version(req.version());
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|path| shared.routes.intern(path.as_str()));
+        let labels = Labels::of(req);
+        let route = shared.routes.route(
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        );
         if let Some(metrics) = &shared.metrics {
-            metrics
-                .active_requests
-                .add(1, &active_attributes(method, scheme));
+            metrics.in_flight(labels, 1);
         }
-        let context = shared.tracing.as_ref().map(|tracing| {
-            start_span(
-                &shared,
-                tracing,
-                req,
-                method,
-                scheme,
-                version,
-                route.as_ref(),
-            )
-        });
+        let context = shared
+            .tracing
+            .as_ref()
+            .map(|tracing| start_span(&shared, tracing, req, labels, route.value()));
         Self {
             request_body_size: http_body::Body::size_hint(req.body()).exact(),
             shared,
             start,
-            method,
-            scheme,
-            version,
+            labels,
             route,
             response_body_size: 0,
             outcome: Outcome::Pending,
@@ -115,56 +102,37 @@ impl RequestState {
 
 impl Drop for RequestState {
     fn drop(&mut self) {
-        let (status, error_type) = match self.outcome {
-            Outcome::Pending => (None, None),
-            Outcome::Responded(status) => {
-                (Some(status), (status >= 500).then(|| status_str(status)))
-            }
-            Outcome::Failed(error) => (None, Some(StringValue::from(error))),
-        };
         if let Some(metrics) = &self.shared.metrics {
-            metrics
-                .active_requests
-                .add(-1, &active_attributes(self.method, self.scheme));
-            if !matches!(self.outcome, Outcome::Pending) {
-                let empty = || KeyValue::new("", false);
-                let mut attrs = [
-                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method),
-                    KeyValue::new(semconv::URL_SCHEME, self.scheme),
-                    KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, self.version),
-                    empty(),
-                    empty(),
-                    empty(),
-                ];
-                let mut n = 3;
-                for kv in [
-                    status.map(|s| KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(s))),
-                    self.route
-                        .clone()
-                        .map(|r| KeyValue::new(semconv::HTTP_ROUTE, r)),
-                    error_type
-                        .clone()
-                        .map(|e| KeyValue::new(semconv::ERROR_TYPE, e)),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    attrs[n] = kv;
-                    n += 1;
+            let measurements = Measurements {
+                duration: self.start.elapsed().as_secs_f64(),
+                request_body_size: self.request_body_size,
+                response_body_size: self.response_body_size,
+            };
+            metrics.in_flight(self.labels, -1);
+            match self.outcome {
+                Outcome::Pending => {}
+                Outcome::Responded(status) => {
+                    metrics.record_response(&self.route, self.labels, status, &measurements);
                 }
-                let attrs = &attrs[..n];
-                metrics
-                    .duration
-                    .record(self.start.elapsed().as_secs_f64(), attrs);
-                metrics
-                    .response_body_size
-                    .record(self.response_body_size, attrs);
-                if let Some(size) = self.request_body_size {
-                    metrics.request_body_size.record(size, attrs);
-                }
+                Outcome::Failed(error) => metrics.record_unbound(
+                    &series::attributes(
+                        self.labels,
+                        None,
+                        self.route.value(),
+                        Some(StringValue::from(error)),
+                    ),
+                    &measurements,
+                ),
             }
         }
         if let Some(cx) = self.context.take() {
+            let (status, error_type) = match self.outcome {
+                Outcome::Pending => (None, None),
+                Outcome::Responded(status) => {
+                    (Some(status), (status >= 500).then(|| status_str(status)))
+                }
+                Outcome::Failed(error) => (None, Some(StringValue::from(error))),
+            };
             let span = cx.span();
             if let Some(status) = status {
                 span.set_attribute(KeyValue::new(
@@ -187,13 +155,6 @@ impl Drop for RequestState {
     }
 }
 
-fn active_attributes(method: &'static str, scheme: &'static str) -> [KeyValue; 2] {
-    [
-        KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
-        KeyValue::new(semconv::URL_SCHEME, scheme),
-    ]
-}
-
 /// The status code as a string, for `error.type` (only ever needed for 5xx responses).
 fn status_str(status: u16) -> StringValue {
     StringValue::from(status.to_string())
@@ -203,11 +164,10 @@ fn start_span<B>(
     shared: &Shared,
     tracing: &super::layer::HttpTracing,
     req: &Request<B>,
-    method: &'static str,
-    scheme: &'static str,
-    version: &'static str,
+    labels: Labels,
     route: Option<&StringValue>,
 ) -> Context {
+    let (method, scheme, version) = (labels.method(), labels.scheme(), labels.version());
     let parent = tracing.propagator.extract(&HeaderExtractor(req.headers()));
     let limit = shared.attribute_value_length_limit;
     let name = match (method, route) {
