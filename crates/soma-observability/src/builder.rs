@@ -136,7 +136,7 @@ impl ObservabilityBuilder {
         };
         let resource = resource(&self.service_name, &config);
         let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets)?;
-        let meter = metrics.provider.meter(SCOPE);
+        let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
         let logger_provider = crate::logs::build(&config, resource)?;
         let propagator = crate::propagation::build(&config.propagators);
@@ -227,7 +227,14 @@ impl ObservabilityParts {
         crate::endpoint::render(&self.registry)
     }
 
-    /// The meter provider; meters from it land in this part's `/metrics`.
+    /// A meter whose instruments land in this part's `/metrics`, with the same default seconds
+    /// buckets as [`get_meter`](crate::get_meter) after installation.
+    pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
+        crate::metrics::SecondsBucketsProvider(self.meter_provider.clone()).meter(name)
+    }
+
+    /// The SDK meter provider itself (for flushing, or for meters without the default seconds
+    /// buckets); prefer [`meter`](Self::meter).
     pub fn meter_provider(&self) -> &SdkMeterProvider {
         &self.meter_provider
     }

@@ -36,7 +36,9 @@ where
             return Err(err);
         }
     };
-    opentelemetry::global::set_meter_provider(parts.meter_provider.clone());
+    opentelemetry::global::set_meter_provider(crate::metrics::SecondsBucketsProvider(
+        parts.meter_provider.clone(),
+    ));
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }

@@ -8,14 +8,22 @@
 //! # Histogram buckets
 //!
 //! The SDK's default buckets are millisecond-scale (`0, 5, 10, 25, ... 10000`). Every histogram
-//! whose unit is `s` gets the OpenTelemetry HTTP semantic-convention buckets
-//! ([`SECONDS_BUCKETS`]) instead, including histograms users create. Per-instrument buckets set
-//! with [`ObservabilityBuilder::with_histogram_buckets`](crate::ObservabilityBuilder::with_histogram_buckets)
+//! whose unit is `s` and that sets no boundaries of its own gets the OpenTelemetry HTTP
+//! semantic-convention buckets ([`SECONDS_BUCKETS`]) instead, including histograms users create
+//! with [`get_meter`](crate::get_meter). Boundaries given on the instrument
+//! (`.with_boundaries(..)`) are kept, and buckets set with
+//! [`ObservabilityBuilder::with_histogram_buckets`](crate::ObservabilityBuilder::with_histogram_buckets)
 //! win over both.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use opentelemetry::metrics::{
+    AsyncInstrumentBuilder, Counter, Gauge, Histogram, HistogramBuilder, InstrumentBuilder,
+    InstrumentProvider, Meter, MeterProvider, ObservableCounter, ObservableGauge,
+    ObservableUpDownCounter, UpDownCounter,
+};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::metrics::{
     Aggregation, Instrument, InstrumentKind, SdkMeterProvider, Stream,
 };
@@ -90,17 +98,14 @@ pub(crate) fn build(
     Ok(MetricsPipeline { provider, registry })
 }
 
-/// One view for all histograms, so that no instrument ever matches twice (which would export
-/// it twice).
+/// One view for the histograms given buckets in code, so that no instrument ever matches twice
+/// (which would export it twice). Default seconds buckets are advisory, set by
+/// [`SecondsBuckets`], so that boundaries given on an instrument still win.
 fn bucket_view(instrument: &Instrument, custom: &HashMap<String, Vec<f64>>) -> Option<Stream> {
     if instrument.kind() != InstrumentKind::Histogram {
         return None;
     }
-    let boundaries = match custom.get(instrument.name()) {
-        Some(buckets) => buckets.clone(),
-        None if instrument.unit() == "s" => SECONDS_BUCKETS.to_vec(),
-        None => return None,
-    };
+    let boundaries = custom.get(instrument.name())?.clone();
     Stream::builder()
         .with_aggregation(Aggregation::ExplicitBucketHistogram {
             boundaries,
@@ -108,6 +113,100 @@ fn bucket_view(instrument: &Instrument, custom: &HashMap<String, Vec<f64>>) -> O
         })
         .build()
         .ok()
+}
+
+/// A meter provider whose meters give every histogram in seconds without boundaries of its own
+/// the [`SECONDS_BUCKETS`], as advisory boundaries. The instruments it returns are the SDK's
+/// own: recording costs nothing extra.
+#[derive(Clone, Debug)]
+pub(crate) struct SecondsBucketsProvider(pub(crate) SdkMeterProvider);
+
+impl MeterProvider for SecondsBucketsProvider {
+    fn meter_with_scope(&self, scope: InstrumentationScope) -> Meter {
+        Meter::new(Arc::new(SecondsBuckets(self.0.meter_with_scope(scope))))
+    }
+}
+
+/// See [`SecondsBucketsProvider`]; every other instrument is created unchanged.
+struct SecondsBuckets(Meter);
+
+macro_rules! forward_sync {
+    ($($method:ident: $instrument:ty),* $(,)?) => {$(
+        fn $method(&self, b: InstrumentBuilder<'_, $instrument>) -> $instrument {
+            let mut builder = self.0.$method(b.name);
+            if let Some(description) = b.description {
+                builder = builder.with_description(description);
+            }
+            if let Some(unit) = b.unit {
+                builder = builder.with_unit(unit);
+            }
+            builder.build()
+        }
+    )*};
+}
+
+macro_rules! forward_async {
+    ($($method:ident: $instrument:ty, $value:ty);* $(;)?) => {$(
+        fn $method(&self, b: AsyncInstrumentBuilder<'_, $instrument, $value>) -> $instrument {
+            let mut builder = self.0.$method(b.name);
+            if let Some(description) = b.description {
+                builder = builder.with_description(description);
+            }
+            if let Some(unit) = b.unit {
+                builder = builder.with_unit(unit);
+            }
+            for callback in b.callbacks {
+                builder = builder.with_callback(callback);
+            }
+            builder.build()
+        }
+    )*};
+}
+
+macro_rules! forward_histogram {
+    ($($method:ident: $instrument:ty),* $(,)?) => {$(
+        fn $method(&self, b: HistogramBuilder<'_, $instrument>) -> $instrument {
+            let seconds = b.unit.as_deref() == Some("s");
+            let mut builder = self.0.$method(b.name);
+            if let Some(description) = b.description {
+                builder = builder.with_description(description);
+            }
+            if let Some(unit) = b.unit {
+                builder = builder.with_unit(unit);
+            }
+            match b.boundaries {
+                Some(boundaries) => builder = builder.with_boundaries(boundaries),
+                None if seconds => builder = builder.with_boundaries(SECONDS_BUCKETS.to_vec()),
+                None => {}
+            }
+            builder.build()
+        }
+    )*};
+}
+
+impl InstrumentProvider for SecondsBuckets {
+    forward_sync! {
+        u64_counter: Counter<u64>,
+        f64_counter: Counter<f64>,
+        i64_up_down_counter: UpDownCounter<i64>,
+        f64_up_down_counter: UpDownCounter<f64>,
+        u64_gauge: Gauge<u64>,
+        f64_gauge: Gauge<f64>,
+        i64_gauge: Gauge<i64>,
+    }
+    forward_async! {
+        u64_observable_counter: ObservableCounter<u64>, u64;
+        f64_observable_counter: ObservableCounter<f64>, f64;
+        i64_observable_up_down_counter: ObservableUpDownCounter<i64>, i64;
+        f64_observable_up_down_counter: ObservableUpDownCounter<f64>, f64;
+        u64_observable_gauge: ObservableGauge<u64>, u64;
+        i64_observable_gauge: ObservableGauge<i64>, i64;
+        f64_observable_gauge: ObservableGauge<f64>, f64;
+    }
+    forward_histogram! {
+        f64_histogram: Histogram<f64>,
+        u64_histogram: Histogram<u64>,
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -366,7 +366,6 @@ async fn body_dropped_mid_stream_still_records() {
 
 #[tokio::test]
 async fn custom_meter_metrics_land_on_the_same_endpoint() {
-    use opentelemetry::metrics::MeterProvider as _;
     let parts = soma_observability::Observability::builder("custom")
         .with_config(metrics_only())
         .with_histogram_buckets("checkout.payment.duration", &[0.1, 0.5, 1.0])
@@ -374,7 +373,7 @@ async fn custom_meter_metrics_land_on_the_same_endpoint() {
         .build()
         .unwrap();
     let app = parts.instrument(app_routes()).unwrap();
-    let meter = parts.meter_provider().meter("checkout");
+    let meter = parts.meter("checkout");
     let orders = meter
         .u64_counter("checkout.orders")
         .with_description("Orders placed.")
@@ -389,6 +388,13 @@ async fn custom_meter_metrics_land_on_the_same_endpoint() {
         .with_unit("s")
         .with_description("Payment latency.")
         .build();
+    let own = meter
+        .f64_histogram("checkout.batch.duration")
+        .with_unit("s")
+        .with_boundaries(vec![30.0, 60.0, 120.0])
+        .with_description("Batch latency.")
+        .build();
+    own.record(45.0, &[]);
     orders.add(3, &[opentelemetry::KeyValue::new("payment.method", "card")]);
     latency.record(0.042, &[]);
     payment.record(0.3, &[]);
