@@ -117,6 +117,7 @@ pub(crate) fn subscriber(
     let not_exporter = || filter_fn(|meta| !is_exporter_target(meta.target()));
     let stdout = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour_stdout())
             .with_writer(|| OneLineWriter(io::stdout()))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -139,6 +140,12 @@ pub(crate) fn subscriber(
         .with(stdout)
         .with(spans)
         .with(logs)
+}
+
+/// Colours only for a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
+fn colour_stdout() -> bool {
+    use std::io::IsTerminal;
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The shortest interval between two stdout lines from one OpenTelemetry call site.

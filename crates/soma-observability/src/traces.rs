@@ -260,7 +260,11 @@ impl SpanExporter for ConsoleExporter {
                 span.status,
             );
             for kv in &span.attributes {
-                let _ = write!(out, " {}={:?}", kv.key, kv.value.as_str());
+                match &kv.value {
+                    opentelemetry::Value::String(v) => write!(out, " {}={:?}", kv.key, v.as_str()),
+                    other => write!(out, " {}={other}", kv.key),
+                }
+                .ok();
             }
             out.push('\n');
         }
