@@ -19,6 +19,11 @@ use soma_example_support::{post_json, ApiError, JsonBody, Reply};
 use crate::app::{authorize, AppState, Refusal};
 use crate::auth::User;
 
+/// Search is in-memory here (tens of microseconds); the alert threshold is 1 s.
+const SEARCH_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// A capsule: a priced prompt with a purpose.
 #[derive(Debug, Serialize)]
 pub(crate) struct Capsule {
@@ -181,6 +186,7 @@ impl MarketplaceMetrics {
             search_duration: meter
                 .f64_histogram("marketplace.search.duration")
                 .with_unit("s")
+                .with_boundaries(SEARCH_BUCKETS.to_vec())
                 .with_description("Time taken to search the capsule catalog.")
                 .build(),
         }

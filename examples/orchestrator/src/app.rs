@@ -19,6 +19,13 @@ use tracing::Instrument as _;
 use crate::decompose::{decompose, MAX_TASKS};
 use crate::workflow::{FailureReason, Store, TaskStatus, Workflow, WorkflowStatus};
 
+/// Decomposition takes well under a millisecond here, but a planner backed by a model can take
+/// minutes: fine buckets at the bottom, and room above the 30 s alert threshold.
+const DECOMPOSITION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
 /// The longest goal accepted, in characters.
 const MAX_GOAL_CHARS: usize = 4_000;
 /// How many words the SLM writes per task.
@@ -61,6 +68,7 @@ impl Metrics {
             decomposition_duration: meter
                 .f64_histogram("kamachiq.decomposition.duration")
                 .with_unit("s")
+                .with_boundaries(DECOMPOSITION_BUCKETS.to_vec())
                 .with_description("Time taken to decompose a goal into tasks.")
                 .build(),
             tasks: meter

@@ -15,6 +15,11 @@ use soma_example_support::{health_routes, ApiError, JsonBody};
 
 use crate::rules::{evaluate, PolicyRequest};
 
+/// Rule evaluation takes microseconds.
+const EVALUATION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.1,
+];
+
 /// The service's business metrics (see docs/metrics-catalog.md).
 #[derive(Clone, Debug)]
 struct Metrics {
@@ -42,6 +47,7 @@ impl AppState {
                 evaluation_duration: meter
                     .f64_histogram("policy.evaluation.duration")
                     .with_unit("s")
+                    .with_boundaries(EVALUATION_BUCKETS.to_vec())
                     .with_description("Time taken to evaluate one request against the rule set.")
                     .build(),
             },
