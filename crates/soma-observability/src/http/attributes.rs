@@ -1,8 +1,9 @@
 //! Bounded, allocation-free attribute values derived from a request.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::http::{Method, Version};
 use opentelemetry::StringValue;
@@ -167,12 +168,39 @@ pub(crate) struct Route {
     /// lives as long as the layer.
     pub(crate) cached: bool,
     pub(crate) series: RwLock<FastMap<u32, Arc<Series>>>,
+    /// The server span names of this route, one per method, made on first use.
+    names: [OnceLock<&'static str>; METHODS.len()],
 }
 
 impl Route {
     /// `http.route`, or `None` when no route matched.
     pub(crate) fn value(&self) -> Option<&StringValue> {
         self.value.as_ref()
+    }
+
+    /// The server span name: `{method} {route}`, `{method}` when no route matched, with `HTTP`
+    /// for `_OTHER` methods.
+    ///
+    /// Span names are `Cow<'static, str>`: a route the interner keeps makes its names once and
+    /// keeps them for the life of the process (at most ten per route template, and at most
+    /// 4096 templates per layer), so no request formats or allocates its span's name.
+    pub(crate) fn span_name(&self, labels: Labels) -> Cow<'static, str> {
+        let method = match labels.method() {
+            OTHER => "HTTP",
+            method => method,
+        };
+        let Some(route) = &self.value else {
+            return Cow::Borrowed(method);
+        };
+        if !self.cached {
+            return Cow::Owned(format!("{method} {}", route.as_str()));
+        }
+        match self.names.get(usize::from(labels.method)) {
+            Some(name) => Cow::Borrowed(name.get_or_init(|| {
+                Box::leak(format!("{method} {}", route.as_str()).into_boxed_str())
+            })),
+            None => Cow::Owned(format!("{method} {}", route.as_str())),
+        }
     }
 }
 
@@ -191,7 +219,7 @@ impl Default for RouteInterner {
             unmatched: Arc::new(Route {
                 value: None,
                 cached: true,
-                series: RwLock::default(),
+                ..Route::default()
             }),
         }
     }
@@ -213,8 +241,7 @@ impl RouteInterner {
         }
         let mut entry = Route {
             value: Some(StringValue::from(Arc::<str>::from(route))),
-            cached: false,
-            series: RwLock::default(),
+            ..Route::default()
         };
         if let Ok(mut routes) = self.routes.write() {
             if let Some(shared) = routes.get(route) {

@@ -4,11 +4,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath};
-use axum::http::{HeaderValue, Request, Response};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, ContextGuard, KeyValue, StringValue};
-use opentelemetry_http::HeaderExtractor;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::attributes::{self, Labels, Route};
@@ -53,7 +52,7 @@ impl RequestState {
         let context = shared
             .tracing
             .as_ref()
-            .map(|tracing| start_span(&shared, tracing, req, labels, route.value()));
+            .map(|tracing| start_span(&shared, tracing, req, labels, &route));
         Self {
             request_body_size: http_body::Body::size_hint(req.body()).exact(),
             shared,
@@ -77,16 +76,8 @@ impl RequestState {
         if let Some(cx) = &self.context {
             let span = cx.span();
             let sc = span.span_context();
-            if sc.is_valid() {
-                let value = format!(
-                    "00-{}-{}-{:02x}",
-                    sc.trace_id(),
-                    sc.span_id(),
-                    sc.trace_flags().to_u8()
-                );
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert("traceresponse", value);
-                }
+            if let Some(value) = sc.is_valid().then(|| traceresponse(sc)).flatten() {
+                response.headers_mut().insert(TRACERESPONSE, value);
             }
         }
     }
@@ -155,73 +146,143 @@ impl Drop for RequestState {
     }
 }
 
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+
+/// `00-{trace_id}-{span_id}-{flags}`, written without `format!`.
+fn traceresponse(sc: &SpanContext) -> Option<HeaderValue> {
+    fn hex(bytes: &[u8], out: &mut [u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+    }
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(&sc.trace_id().to_bytes(), &mut value[3..35]);
+    hex(&sc.span_id().to_bytes(), &mut value[36..52]);
+    hex(&[sc.trace_flags().to_u8()], &mut value[53..55]);
+    HeaderValue::from_bytes(&value).ok()
+}
+
 /// The status code as a string, for `error.type` (only ever needed for 5xx responses).
 fn status_str(status: u16) -> StringValue {
     StringValue::from(status.to_string())
 }
 
+/// Starts the server span. Only the attributes that cost no allocation are made before the
+/// sampling decision; the others (path, query, user agent, client address) only when the span
+/// records, so an unsampled request formats and copies nothing for its span.
 fn start_span<B>(
     shared: &Shared,
     tracing: &super::layer::HttpTracing,
     req: &Request<B>,
     labels: Labels,
-    route: Option<&StringValue>,
+    route: &Route,
 ) -> Context {
-    let (method, scheme, version) = (labels.method(), labels.scheme(), labels.version());
-    let parent = tracing.propagator.extract(&HeaderExtractor(req.headers()));
-    let limit = shared.attribute_value_length_limit;
-    let name = match (method, route) {
-        (attributes::OTHER, Some(route)) => format!("HTTP {}", route.as_str()),
-        (attributes::OTHER, None) => "HTTP".to_owned(),
-        (method, Some(route)) => format!("{method} {}", route.as_str()),
-        (method, None) => method.to_owned(),
-    };
-    let mut attrs = Vec::with_capacity(10);
-    attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
-    if method == attributes::OTHER {
-        attrs.push(KeyValue::new(
+    let parent = tracing.propagator.extract(&RequestHeaders(req.headers()));
+    // Room for every attribute the span can get, so the SDK never grows the vector.
+    let mut attrs = Vec::with_capacity(12);
+    attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, labels.method()));
+    attrs.push(KeyValue::new(semconv::URL_SCHEME, labels.scheme()));
+    attrs.push(KeyValue::new(
+        semconv::NETWORK_PROTOCOL_VERSION,
+        labels.version(),
+    ));
+    if let Some(route) = route.value() {
+        attrs.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+    }
+    let mut span = tracing
+        .tracer
+        .span_builder(route.span_name(labels))
+        .with_kind(SpanKind::Server)
+        .with_attributes(attrs)
+        .start_with_context(&tracing.tracer, &parent);
+    if span.is_recording() {
+        add_request_attributes(&mut span, shared.attribute_value_length_limit, req, labels);
+    }
+    parent.with_span(span)
+}
+
+/// The server span's attributes that are copied from the request.
+fn add_request_attributes<B>(
+    span: &mut impl opentelemetry::trace::Span,
+    limit: usize,
+    req: &Request<B>,
+    labels: Labels,
+) {
+    if labels.method() == attributes::OTHER {
+        span.set_attribute(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
             attributes::truncate(req.method().as_str(), limit).to_owned(),
         ));
     }
-    attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-    attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
-    attrs.push(KeyValue::new(
+    span.set_attribute(KeyValue::new(
         semconv::URL_PATH,
         attributes::truncate(req.uri().path(), limit).to_owned(),
     ));
     if let Some(query) = req.uri().query() {
-        let redacted = attributes::redact_query(query);
-        attrs.push(KeyValue::new(
-            semconv::URL_QUERY,
-            attributes::truncate(&redacted, limit).to_owned(),
-        ));
-    }
-    if let Some(route) = route {
-        attrs.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+        let mut redacted = attributes::redact_query(query);
+        redacted.truncate(attributes::truncate(&redacted, limit).len());
+        span.set_attribute(KeyValue::new(semconv::URL_QUERY, redacted));
     }
     if let Some(agent) = req
         .headers()
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        attrs.push(KeyValue::new(
+        span.set_attribute(KeyValue::new(
             semconv::USER_AGENT_ORIGINAL,
             attributes::truncate(agent, limit).to_owned(),
         ));
     }
     if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
-        attrs.push(KeyValue::new(
+        span.set_attribute(KeyValue::new(
             semconv::CLIENT_ADDRESS,
             addr.ip().to_string(),
         ));
-        attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
+        span.set_attribute(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
     }
-    let span = tracing
-        .tracer
-        .span_builder(name)
-        .with_kind(SpanKind::Server)
-        .with_attributes(attrs)
-        .start_with_context(&tracing.tracer, &parent);
-    parent.with_span(span)
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
+/// `opentelemetry_http::HeaderExtractor` with the propagation headers' names parsed once
+/// rather than on every lookup.
+struct RequestHeaders<'a>(&'a HeaderMap);
+
+impl RequestHeaders<'_> {
+    fn name(key: &str) -> Option<HeaderName> {
+        match key {
+            "traceparent" => Some(TRACEPARENT),
+            "tracestate" => Some(TRACESTATE),
+            "baggage" => Some(BAGGAGE),
+            _ => None,
+        }
+    }
+}
+
+impl Extractor for RequestHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match Self::name(key) {
+            Some(name) => self.0.get(name),
+            None => self.0.get(key),
+        }
+        .and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values = match Self::name(key) {
+            Some(name) => self.0.get_all(name),
+            None => self.0.get_all(key),
+        };
+        let mut values = values.iter().peekable();
+        values.peek()?;
+        Some(values.filter_map(|value| value.to_str().ok()).collect())
+    }
 }
