@@ -128,6 +128,9 @@ pub fn full_config(endpoint: &str, sampled: bool) -> Result<ObservabilityConfig,
 pub enum Stack {
     /// Plain axum.
     Bare,
+    /// Plain axum with a layer that does nothing (`MapResponseLayer` with the identity): what
+    /// wrapping the routes in any layer costs.
+    NoopLayer,
     /// Our metrics layer alone.
     Metrics,
     /// Our full setup, every trace sampled and exported to a live receiver.
@@ -138,8 +141,9 @@ pub enum Stack {
 
 impl Stack {
     /// Every stack of ours, bare first.
-    pub const ALL: [Stack; 4] = [
+    pub const ALL: [Stack; 5] = [
         Stack::Bare,
+        Stack::NoopLayer,
         Stack::Metrics,
         Stack::TracesSampled,
         Stack::TracesUnsampled,
@@ -149,6 +153,7 @@ impl Stack {
     pub fn name(self) -> &'static str {
         match self {
             Stack::Bare => "bare",
+            Stack::NoopLayer => "noop_layer",
             Stack::Metrics => "metrics",
             Stack::TracesSampled => "traces_sampled",
             Stack::TracesUnsampled => "traces_unsampled",
@@ -172,6 +177,12 @@ impl Stack {
     ) -> Result<(Router, Option<ObservabilityParts>), Box<dyn std::error::Error>> {
         let config = match self {
             Stack::Bare => return Ok((app(), None)),
+            Stack::NoopLayer => {
+                return Ok((
+                    app().layer(tower::util::MapResponseLayer::new(std::convert::identity)),
+                    None,
+                ))
+            }
             Stack::Metrics => metrics_config()?,
             Stack::TracesSampled => full_config(otlp, true)?,
             Stack::TracesUnsampled => full_config(otlp, false)?,

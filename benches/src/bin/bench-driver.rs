@@ -1,7 +1,7 @@
 //! Sends a fixed number of in-process requests through one stack, for instruction counts:
 //!
 //! ```text
-//! bench-driver <bare|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>
+//! bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>
 //! valgrind --tool=callgrind --toggle-collect='*measured_loop*' target/release/bench-driver metrics hello 20000
 //! ```
 //!
@@ -23,7 +23,7 @@ fn measured_loop(runtime: &tokio::runtime::Runtime, router: &Router, uri: &'stat
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: bench-driver <bare|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>";
+    let usage = "usage: bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>";
     let [_, stack, route, n] = args.as_slice() else {
         return Err(usage.into());
     };

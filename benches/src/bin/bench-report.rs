@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-const STACKS: [&str; 5] = [
+const STACKS: [&str; 6] = [
     "bare",
+    "noop_layer",
     "metrics",
     "traces_unsampled",
     "traces_sampled",
