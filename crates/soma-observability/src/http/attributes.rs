@@ -168,6 +168,9 @@ pub(crate) struct Route {
     /// lives as long as the layer.
     pub(crate) cached: bool,
     pub(crate) series: RwLock<FastMap<u32, Arc<Series>>>,
+    /// The first series bound on this route, found without taking the lock: most routes see one
+    /// (method, scheme, version, status) nearly always.
+    pub(crate) first_series: OnceLock<(u32, Arc<Series>)>,
     /// The server span names of this route, one per method, made on first use.
     names: [OnceLock<&'static str>; METHODS.len()],
 }

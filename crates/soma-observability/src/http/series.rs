@@ -75,6 +75,12 @@ impl HttpInstruments {
         measurements: &Measurements,
     ) {
         let key = labels.series_key(status);
+        if let Some((first, series)) = route.first_series.get() {
+            if *first == key {
+                self.record_series(series, measurements);
+                return;
+            }
+        }
         if let Ok(series) = route.series.read() {
             if let Some(series) = series.get(&key) {
                 self.record_series(series, measurements);
@@ -99,6 +105,7 @@ impl HttpInstruments {
                 attributes: attributes.into_boxed_slice(),
             })
         });
+        route.first_series.get_or_init(|| (key, Arc::clone(series)));
         self.record_series(series, measurements);
     }
 
