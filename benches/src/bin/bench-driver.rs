@@ -2,10 +2,17 @@
 //!
 //! ```text
 //! bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>
-//! valgrind --tool=callgrind --toggle-collect='*measured_loop*' target/release/bench-driver metrics hello 20000
+//! valgrind --tool=callgrind target/release/bench-driver metrics hello 10000
+//! valgrind --tool=callgrind target/release/bench-driver metrics hello 30000
 //! ```
 //!
-//! Only `measured_loop` is counted with `--toggle-collect`; setup and shutdown are not.
+//! Per-request instruction counts: run with two request counts and divide the difference of
+//! callgrind's totals by the difference of the counts (setup and shutdown cancel out).
+//!
+//! ```text
+//! bench-driver compare <hello|users> <rounds> <requests>   # interleaved timing of every stack
+//! bench-driver render <series> <renders>                   # /metrics rendering
+//! ```
 
 use std::time::Instant;
 
@@ -21,8 +28,96 @@ fn measured_loop(runtime: &tokio::runtime::Runtime, router: &Router, uri: &'stat
     });
 }
 
+/// `bench-driver render <series> <renders>`: renders `/metrics` with that many counter series.
+#[inline(never)]
+fn render(series: usize, renders: u64) -> Result<(), Box<dyn std::error::Error>> {
+    use opentelemetry::metrics::MeterProvider as _;
+    let parts = soma_observability::Observability::builder("bench")
+        .with_config(soma_benches::metrics_config()?)
+        .build()?;
+    let meter = parts.meter_provider().meter("bench");
+    for first in (0..series).step_by(1000) {
+        let counter = meter
+            .u64_counter(format!("bench.series.{}", first / 1000))
+            .with_description("A benchmark counter.")
+            .build();
+        for i in first..series.min(first + 1000) {
+            counter.add(1, &[opentelemetry::KeyValue::new("id", i.to_string())]);
+        }
+    }
+    let start = Instant::now();
+    for _ in 0..renders {
+        std::hint::black_box(parts.render_metrics()?);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let per_render = start.elapsed().as_secs_f64() * 1e6 / renders as f64;
+    println!("render {series} series: {per_render:.1} µs/render");
+    Ok(())
+}
+
+/// `bench-driver compare <hello|users> <rounds> <requests>`: every stack in turn, `rounds`
+/// times, so that machine drift hits them alike; prints each stack's median ns/request and the
+/// median over rounds of its overhead over bare in the same round.
+fn compare(uri: &'static str, rounds: usize, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let sink = background.block_on(OtlpSink::start("127.0.0.1:0".parse()?))?;
+    let mut stacks = Vec::new();
+    {
+        let _entered = background.enter();
+        for stack in Stack::ALL {
+            let (router, parts) = stack.build(&sink.endpoint())?;
+            stacks.push((stack, router, parts));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut times = vec![Vec::new(); stacks.len()];
+    for _ in 0..=rounds {
+        for (i, (_, router, _)) in stacks.iter().enumerate() {
+            let start = Instant::now();
+            measured_loop(&runtime, router, uri, n);
+            #[allow(clippy::cast_precision_loss)]
+            times[i].push(start.elapsed().as_nanos() as f64 / n as f64);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // The first round warms up (routes interned, series bound, caches filled).
+    let bare: Vec<f64> = times[0][1..].to_vec();
+    println!("| stack | median ns/request | median overhead over bare (per round) |");
+    println!("|---|---|---|");
+    for ((stack, _, _), t) in stacks.iter().zip(&times) {
+        let t = &t[1..];
+        let overhead: Vec<f64> = t.iter().zip(&bare).map(|(a, b)| a - b).collect();
+        println!(
+            "| {} | {:.0} | {:+.0} |",
+            stack.name(),
+            median(t.to_vec()),
+            median(overhead)
+        );
+    }
+    drop(stacks);
+    drop(background);
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, a, b] = args.as_slice() {
+        if mode == "render" {
+            return render(a.parse()?, b.parse()?);
+        }
+    }
+    if let [_, mode, route, rounds, n] = args.as_slice() {
+        if mode == "compare" {
+            let uri = if route == "users" { USER } else { HELLO };
+            return compare(uri, rounds.parse()?, n.parse()?);
+        }
+    }
     let usage = "usage: bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>";
     let [_, stack, route, n] = args.as_slice() else {
         return Err(usage.into());
