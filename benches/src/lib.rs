@@ -295,7 +295,11 @@ impl OtlpSink {
         };
         let service = sink.clone();
         tokio::spawn(async move {
+            // Large HTTP/2 windows, as a real collector's (grpc-go's BDP estimation grows them
+            // to megabytes): a 1 024-span export is ~350 KB, more than the 64 KiB default.
             let served = tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(4 << 20))
+                .initial_connection_window_size(Some(8 << 20))
                 .add_service(TraceServiceServer::new(service.clone()))
                 .add_service(LogsServiceServer::new(service))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
