@@ -10,16 +10,15 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler as SdkSampler, SdkTracerProvider, Span,
-    SpanData, SpanExporter, SpanProcessor,
+    Sampler as SdkSampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 
@@ -187,15 +186,113 @@ impl ExportCounters {
 }
 
 /// A batch processor that never drops silently (see the module docs).
+///
+/// Spans wait in a vector that grows with the backlog, not in a channel allocated (and, as
+/// `std::sync::mpsc` does, written to) for the whole queue size up front: the SDK's batch
+/// processor with the default 16 384-span queue held ~6 MiB before the first span. One thread
+/// exports, a batch at a time, when a batch is full, every schedule delay, on flush and at
+/// shutdown.
 #[derive(Debug)]
 struct CountingProcessor {
-    inner: BatchSpanProcessor,
+    queue: Arc<Queue>,
+    exporter: Arc<Mutex<dyn DynExporter>>,
     pending: Arc<AtomicUsize>,
     limit: usize,
+    batch_size: usize,
     counters: ExportCounters,
-    /// Declared last: dropped after the batch processor has shut down and let go of the
-    /// exporter.
+    /// Declared last: shut down after the export thread was told to stop.
     runtime: Option<ExportRuntime>,
+}
+
+/// How long [`SpanProcessor::force_flush`] waits, as the SDK's batch processor does.
+const FORCE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the request threads and the export thread share.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the export thread: a batch is full, or a flush or the shutdown was asked for.
+    work: Condvar,
+    /// Wakes flushers and shutdown: the export thread finished a round.
+    progress: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    spans: Vec<SpanData>,
+    flushes_asked: u64,
+    flushes_done: u64,
+    /// Set by shutdown, with the time the exporter's own shutdown may take.
+    shutdown: Option<Duration>,
+    stopped: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Waits on `condvar` until `done` holds or `timeout` passes; `false` on time-out.
+fn wait_until<'a>(
+    condvar: &Condvar,
+    mut state: MutexGuard<'a, QueueState>,
+    timeout: Duration,
+    done: impl Fn(&QueueState) -> bool,
+) -> (MutexGuard<'a, QueueState>, bool) {
+    let deadline = Instant::now() + timeout;
+    while !done(&state) {
+        let now = Instant::now();
+        if now >= deadline {
+            return (state, false);
+        }
+        state = condvar
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    (state, true)
+}
+
+/// [`SpanExporter`] made object-safe for the export thread.
+trait DynExporter: Send + Sync + std::fmt::Debug {
+    fn export_blocking(&self, batch: Vec<SpanData>) -> OTelSdkResult;
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult;
+    fn set_resource(&mut self, resource: &Resource);
+}
+
+impl<E: SpanExporter> DynExporter for CountingExporter<E> {
+    fn export_blocking(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        block_on(SpanExporter::export(self, batch))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        SpanExporter::shutdown_with_timeout(self, timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        SpanExporter::set_resource(self, resource);
+    }
+}
+
+/// Runs `future` to completion on this thread (the exporters do their I/O elsewhere: the
+/// gRPC one on its runtime, the HTTP one on reqwest's blocking client).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 impl CountingProcessor {
@@ -205,31 +302,37 @@ impl CountingProcessor {
         counters: ExportCounters,
     ) -> Self {
         let pending = Arc::new(AtomicUsize::new(0));
-        let exporter = CountingExporter {
+        let exporter: Arc<Mutex<dyn DynExporter>> = Arc::new(Mutex::new(CountingExporter {
             inner: exporter,
             pending: Arc::clone(&pending),
             counters: counters.clone(),
+        }));
+        let queue = Arc::new(Queue::default());
+        let batch_size = otlp.max_export_batch_size.max(1);
+        let worker = {
+            let queue = Arc::clone(&queue);
+            let exporter = Arc::clone(&exporter);
+            let delay = otlp.schedule_delay;
+            move || export_loop(&queue, &*exporter, batch_size, delay)
         };
-        // The inner queue has room for one extra batch, so it never drops on its own: the
-        // pending count is checked first.
-        let config = BatchConfigBuilder::default()
-            .with_max_queue_size(otlp.max_queue_size + otlp.max_export_batch_size)
-            .with_max_export_batch_size(otlp.max_export_batch_size)
-            .with_scheduled_delay(otlp.schedule_delay)
-            .build();
+        if let Err(err) = std::thread::Builder::new()
+            .name("OpenTelemetry.Traces.BatchProcessor".to_owned())
+            .spawn(worker)
+        {
+            tracing::warn!(error = %err, "cannot start the span export thread; spans will be dropped");
+            queue.lock().stopped = true;
+        }
         Self {
-            inner: BatchSpanProcessor::builder(exporter)
-                .with_batch_config(config)
-                .build(),
+            queue,
+            exporter,
             pending,
             limit: otlp.max_queue_size,
+            batch_size,
             counters,
             runtime: None,
         }
     }
-}
 
-impl CountingProcessor {
     /// Keeps the exporter's runtime alive as long as the processor.
     fn with_runtime(mut self, runtime: Option<ExportRuntime>) -> Self {
         self.runtime = runtime;
@@ -237,10 +340,60 @@ impl CountingProcessor {
     }
 }
 
-impl SpanProcessor for CountingProcessor {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
+/// The export thread: one round per full batch, schedule delay, flush or shutdown.
+fn export_loop(
+    queue: &Queue,
+    exporter: &Mutex<dyn DynExporter>,
+    batch_size: usize,
+    delay: Duration,
+) {
+    loop {
+        let state = queue.lock();
+        let (mut state, _) = wait_until(&queue.work, state, delay, |s| {
+            s.spans.len() >= batch_size || s.flushes_asked > s.flushes_done || s.shutdown.is_some()
+        });
+        let busy = state.spans.len() >= batch_size;
+        let mut spans = std::mem::replace(
+            &mut state.spans,
+            if busy {
+                Vec::with_capacity(batch_size)
+            } else {
+                Vec::new()
+            },
+        );
+        let flushes = state.flushes_asked;
+        let shutdown = state.shutdown;
+        drop(state);
+        let exporter = exporter.lock().unwrap_or_else(PoisonError::into_inner);
+        while !spans.is_empty() {
+            let rest = if spans.len() > batch_size {
+                spans.split_off(batch_size)
+            } else {
+                Vec::new()
+            };
+            if let Err(err) = exporter.export_blocking(spans) {
+                tracing::debug!(error = %err, "span export failed");
+            }
+            spans = rest;
+        }
+        let stop = shutdown.map(|timeout| exporter.shutdown_with_timeout(timeout));
+        drop(exporter);
+        let mut state = queue.lock();
+        state.flushes_done = flushes;
+        if let Some(result) = stop {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "span exporter shutdown failed");
+            }
+            state.stopped = true;
+            queue.progress.notify_all();
+            return;
+        }
+        queue.progress.notify_all();
     }
+}
+
+impl SpanProcessor for CountingProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
         if !span.span_context.is_sampled() {
@@ -252,23 +405,73 @@ impl SpanProcessor for CountingProcessor {
                 (n < self.limit).then_some(n + 1)
             })
             .is_ok();
-        if admitted {
-            self.inner.on_end(span);
-        } else {
+        if !admitted {
             self.counters.dropped.add(1, &[]);
+            return;
+        }
+        let mut state = self.queue.lock();
+        if state.shutdown.is_some() {
+            drop(state);
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        state.spans.push(span);
+        if state.spans.len() == self.batch_size {
+            self.queue.work.notify_one();
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        let mut state = self.queue.lock();
+        if state.shutdown.is_some() || state.stopped {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        state.flushes_asked += 1;
+        let ticket = state.flushes_asked;
+        self.queue.work.notify_one();
+        let (state, done) = wait_until(&self.queue.progress, state, FORCE_FLUSH_TIMEOUT, |s| {
+            s.flushes_done >= ticket || s.stopped
+        });
+        drop(state);
+        if done {
+            Ok(())
+        } else {
+            Err(OTelSdkError::Timeout(FORCE_FLUSH_TIMEOUT))
+        }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+        let mut state = self.queue.lock();
+        if state.shutdown.is_some() {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        state.shutdown = Some(timeout);
+        self.queue.work.notify_one();
+        let (state, done) = wait_until(&self.queue.progress, state, timeout, |s| s.stopped);
+        drop(state);
+        if done {
+            Ok(())
+        } else {
+            Err(OTelSdkError::Timeout(timeout))
+        }
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.exporter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_resource(resource);
+    }
+}
+
+impl Drop for CountingProcessor {
+    /// Lets the export thread finish if the provider was never shut down.
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        if state.shutdown.is_none() {
+            state.shutdown = Some(Duration::from_secs(1));
+            self.queue.work.notify_one();
+        }
     }
 }
 
