@@ -156,8 +156,8 @@ pub(crate) const SDK_LOG_INTERVAL: Duration = Duration::from_secs(10);
 fn rate_limited_sdk_logs(
 ) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static {
     let last_seen: Mutex<HashMap<tracing::callsite::Identifier, Instant>> = Mutex::default();
-    filter_fn(move |meta| {
-        if !meta.is_event() || !meta.target().starts_with("opentelemetry") {
+    tracing_subscriber::filter::DynFilterFn::new(move |meta, _cx| {
+        if !is_sdk_event(meta) {
             return true;
         }
         let Ok(mut last_seen) = last_seen.lock() else {
@@ -172,6 +172,18 @@ fn rate_limited_sdk_logs(
             }
         }
     })
+    // Ask about every SDK event (the answer changes over time); cache "yes" for the rest.
+    .with_callsite_filter(|meta| {
+        if is_sdk_event(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    })
+}
+
+fn is_sdk_event(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event() && meta.target().starts_with("opentelemetry")
 }
 
 /// Writes each formatted event as one line: inner newlines and carriage returns are escaped.
@@ -221,6 +233,41 @@ mod tests {
         assert!(!is_exporter_target("gateway"));
         assert!(!is_exporter_target("hyperdrive"));
         assert!(!is_exporter_target("towel::x"));
+    }
+
+    #[test]
+    fn sdk_warnings_are_rate_limited_and_application_logs_are_not() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .with_filter(rate_limited_sdk_logs()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..5 {
+                tracing::warn!(target: "opentelemetry_sdk", "export failed");
+                tracing::warn!(target: "checkout", "payment declined");
+            }
+        });
+        let output = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(output.matches("export failed").count(), 1, "{output}");
+        assert_eq!(output.matches("payment declined").count(), 5, "{output}");
     }
 
     #[test]
