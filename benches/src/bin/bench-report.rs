@@ -61,6 +61,10 @@ fn main() {
     println!("|---|---|");
     for (label, id) in [
         ("reference-sized service", "render/service".to_owned()),
+        (
+            "process collector alone (part of every render)",
+            "render/process_collector".to_owned(),
+        ),
         ("100 series", "render/series/100".to_owned()),
         ("1 000 series", "render/series/1000".to_owned()),
         ("10 000 series", "render/series/10000".to_owned()),
