@@ -57,9 +57,12 @@ request = function()
 end
 LUA
 
-started=()
+# Only the processes this script started and has not yet waited for (a waited-for PID may be
+# reused by another process).
+receiver_pid=
+server_pid=
 cleanup() {
-  for pid in "${started[@]}"; do
+  for pid in $server_pid $receiver_pid; do
     kill -TERM "$pid" 2>/dev/null || true
   done
 }
@@ -83,7 +86,6 @@ echo "== OTLP receiver on 127.0.0.1:$OTLP_PORT"
 "${client_cpus[@]}" "$bin" --mode receiver --addr "127.0.0.1:$OTLP_PORT" --stats "127.0.0.1:$STATS_PORT" \
   >"$OUT/receiver.log" 2>&1 &
 receiver_pid=$!
-started+=("$receiver_pid")
 wait_http "http://127.0.0.1:$STATS_PORT/stats"
 
 cpu_ticks() {
@@ -111,7 +113,7 @@ run() {
   [ "$mode" = full ] && spans_before=$(receiver_spans)
   OTEL_LOGS_EXPORTER=none RUST_LOG=warn "${server_cpus[@]}" "$bin" "${args[@]}" >"$OUT/server-$mode-$conns-$round.log" 2>&1 &
   local pid=$!
-  started+=("$pid")
+  server_pid=$pid
   wait_http "http://127.0.0.1:$PORT/hello"
   local url="http://127.0.0.1:$PORT"
   local warm="$OUT/warm-$mode-$conns-$round.txt" out="$OUT/wrk-$mode-$conns-$round.txt"
@@ -129,6 +131,7 @@ run() {
   fi
   kill -TERM "$pid"
   wait "$pid" || true
+  server_pid=
   local requests warm_requests rps p50 p99 errors
   requests=$(awk '/ requests in / { print $1 }' "$out")
   warm_requests=$(awk '/ requests in / { print $1 }' "$warm")
@@ -201,3 +204,7 @@ if grep -q '^full' "$results"; then
   echo "full mode: spans received by the receiver and spans dropped (otel_sdk_span_dropped_total), per run"
   awk -F'\t' '$1 == "full" { printf "  c=%s round %s: %s spans received for %s requests answered (warm-up included), %s dropped\n", $2, $3, $11, $13, $12 }' "$results"
 fi
+
+kill -TERM "$receiver_pid"
+wait "$receiver_pid" || true
+receiver_pid=
