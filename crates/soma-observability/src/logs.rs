@@ -2,15 +2,15 @@
 //!
 //! The stdout layer prints every event the `RUST_LOG` filter lets through, in text or JSON.
 //! The OTLP layer exports the same events, except those of the exporters' own stack (hyper, h2,
-//! tonic, tower, reqwest and the OpenTelemetry crates): exporting those would produce more of
+//! tonic, tower, reqwest, the OpenTelemetry crates and this crate): exporting those would produce more of
 //! them, an endless telemetry-induced-telemetry loop. The same targets never become spans.
 //! Each exported record carries the trace and span id that was current when it was emitted.
 //!
 //! Stdout lines cannot be forged: in text format a newline or carriage return inside an event
 //! is written as `\n` / `\r`, so one event is always one line (JSON escapes them anyway), and
-//! `tracing-subscriber` escapes ANSI control sequences in field values. Warnings and errors of
-//! the OpenTelemetry crates (a collector that is down fails every batch) are printed at most
-//! once per [`SDK_LOG_INTERVAL`] per call site.
+//! `tracing-subscriber` escapes ANSI control sequences in field values. Events of the
+//! OpenTelemetry crates and of this crate (a collector that is down fails every batch) are
+//! printed at most once per [`SDK_LOG_INTERVAL`] per call site.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -183,7 +183,9 @@ fn rate_limited_sdk_logs(
 }
 
 fn is_sdk_event(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_event() && meta.target().starts_with("opentelemetry")
+    meta.is_event()
+        && (meta.target().starts_with("opentelemetry")
+            || meta.target().starts_with("soma_observability"))
 }
 
 /// Writes each formatted event as one line: inner newlines and carriage returns are escaped.

@@ -379,7 +379,8 @@ fn export_loop(
                 Vec::new()
             };
             if let Err(err) = exporter.export_blocking(spans) {
-                tracing::debug!(error = %err, "span export failed");
+                // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
+                tracing::warn!(error = %err, "span export failed; the spans are lost");
             }
             spans = rest;
         }
