@@ -138,7 +138,7 @@ impl ObservabilityBuilder {
         let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets)?;
         let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
-        let logger_provider = crate::logs::build(&config, resource)?;
+        let logger_provider = crate::logs::build(&config, resource, &meter)?;
         let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()

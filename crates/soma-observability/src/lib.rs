@@ -67,6 +67,7 @@
 //! | `http_client_request_duration_seconds_*` | histogram (s) | `http_request_method`, `server_address`, `server_port`, `url_scheme`, `http_response_status_code`, `error_type` ([`HttpClient`]) |
 //! | `otel_sdk_exporter_span_exported_total` | counter | `error_type` when the export failed |
 //! | `otel_sdk_span_dropped_total` | counter | spans dropped because the export queue was full |
+//! | `otel_sdk_exporter_log_exported_total`, `otel_sdk_log_dropped_total` | counters | the same for OTLP log records |
 //! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
 //!
 //! Every series also carries `otel_scope_name` and `otel_scope_version`. Labels are bounded by

@@ -17,11 +17,20 @@ use std::io::{self, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use opentelemetry::logs::Severity;
+use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{
+    BatchConfigBuilder, BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord,
+    SdkLoggerProvider,
+};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
@@ -46,6 +55,7 @@ fn is_exporter_target(target: &str) -> bool {
 pub(crate) fn build(
     config: &ObservabilityConfig,
     resource: Resource,
+    meter: &Meter,
 ) -> Result<Option<SdkLoggerProvider>, SetupError> {
     let otlp = &config.logs;
     if !config.logs_exported() || otlp.exporter != ExporterKind::Otlp {
@@ -72,21 +82,125 @@ pub(crate) fn build(
         signal: Signal::Logs,
         source,
     })?;
-    let batch = BatchConfigBuilder::default()
-        .with_max_queue_size(otlp.max_queue_size)
-        .with_max_export_batch_size(otlp.max_export_batch_size)
-        .with_scheduled_delay(otlp.schedule_delay)
-        .build();
     Ok(Some(
         SdkLoggerProvider::builder()
             .with_resource(resource)
-            .with_log_processor(
-                BatchLogProcessor::builder(exporter)
-                    .with_batch_config(batch)
-                    .build(),
-            )
+            .with_log_processor(CountingLogProcessor::new(exporter, otlp, meter))
             .build(),
     ))
+}
+
+/// The SDK's batch log processor, with every drop counted: a record is admitted only while fewer
+/// than the configured queue size wait for export (the inner queue has room for one batch more,
+/// so it never drops on its own); the rest are counted as `otel_sdk_log_dropped_total`.
+/// Export outcomes are counted as `otel_sdk_exporter_log_exported_total`.
+#[derive(Debug)]
+struct CountingLogProcessor {
+    inner: BatchLogProcessor,
+    pending: Arc<AtomicUsize>,
+    limit: usize,
+    dropped: Counter<u64>,
+}
+
+impl CountingLogProcessor {
+    fn new<E: LogExporter + 'static>(
+        exporter: E,
+        otlp: &crate::config::OtlpConfig,
+        meter: &Meter,
+    ) -> Self {
+        let pending = Arc::new(AtomicUsize::new(0));
+        let exporter = CountingLogExporter {
+            inner: exporter,
+            pending: Arc::clone(&pending),
+            exported: meter
+                .u64_counter("otel.sdk.exporter.log.exported")
+                .with_unit("{log_record}")
+                .with_description(
+                    "Log records handed to the exporter, by outcome (error_type set when the export failed).",
+                )
+                .build(),
+        };
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(otlp.max_queue_size + otlp.max_export_batch_size)
+            .with_max_export_batch_size(otlp.max_export_batch_size)
+            .with_scheduled_delay(otlp.schedule_delay)
+            .build();
+        Self {
+            inner: BatchLogProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+            pending,
+            limit: otlp.max_queue_size,
+            dropped: meter
+                .u64_counter("otel.sdk.log.dropped")
+                .with_unit("{log_record}")
+                .with_description("Log records dropped because the export queue was full.")
+                .build(),
+        }
+    }
+}
+
+impl LogProcessor for CountingLogProcessor {
+    fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        let admitted = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            self.inner.emit(record, scope);
+        } else {
+            self.dropped.add(1, &[]);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[derive(Debug)]
+struct CountingLogExporter<E> {
+    inner: E,
+    pending: Arc<AtomicUsize>,
+    exported: Counter<u64>,
+}
+
+impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let n = batch.iter().count();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        let failed = [KeyValue::new("error.type", "export_failed")];
+        self.exported
+            .add(n as u64, if result.is_ok() { &[] } else { &failed });
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// OTLP headers as gRPC metadata.

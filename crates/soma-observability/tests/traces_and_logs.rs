@@ -169,6 +169,17 @@ async fn malformed_traceparent_starts_a_fresh_valid_trace() {
         assert_ne!(trace_id, "0".repeat(32), "{traceparent}");
         assert_ne!(trace_id, id, "{traceparent} was accepted");
     }
+    // Oversized baggage (100 members, 8 KB): answered normally, with a fresh valid trace.
+    let baggage: Vec<String> = (0..100)
+        .map(|i| format!("k{i}={}", "v".repeat(80)))
+        .collect();
+    let request = Request::get("/users/1")
+        .header("baggage", baggage.join(","))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(trace_id_of(&headers).len(), 32);
     // Duplicated headers: answered normally, with a valid trace.
     let request = Request::get("/users/1")
         .header("traceparent", format!("00-{id}-00f067aa0ba902b7-01"))
