@@ -175,6 +175,20 @@ pub async fn round(client: &reqwest::Client, gateway: &str) -> Round {
     }
 }
 
+/// Logs the demo user in and returns the bearer token.
+pub async fn login(client: &reqwest::Client, gateway: &str) -> String {
+    let body: Value = client
+        .post(format!("{gateway}/v1/auth/token"))
+        .json(&json!({"user": "demo", "password": "demo-password"}))
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token JSON");
+    body["token"].as_str().expect("token").to_owned()
+}
+
 /// The trace id a response's `traceresponse` header names.
 pub fn trace_id(response: &reqwest::Response) -> String {
     response

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use soma_system_tests::services::System;
 
 const CONNECTIONS: usize = 1000;
@@ -47,16 +46,7 @@ async fn a_thousand_connections_warm_up_then_three_flat_rounds() {
     let gateway = system.gateway();
     let pid = system.service("gateway").pid();
     let setup = reqwest::Client::new();
-    let token: serde_json::Value = setup
-        .post(format!("{gateway}/v1/auth/token"))
-        .json(&json!({"user": "demo", "password": "demo-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = soma_system_tests::traffic::login(&setup, &gateway).await;
     let label = r#"http_route="/v1/marketplace/capsules""#;
     let mut sent_total = 0;
     let mut rss = Vec::new();

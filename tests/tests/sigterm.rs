@@ -31,16 +31,7 @@ async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let token: serde_json::Value = client
-        .post(format!("{gateway}/v1/auth/token"))
-        .json(&json!({"user": "demo", "password": "demo-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = soma_system_tests::traffic::login(&client, &gateway).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -166,16 +157,7 @@ async fn sigterm_with_200_slow_requests_in_flight_completes_them_all() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let token: serde_json::Value = client
-        .post(format!("{gateway}/v1/auth/token"))
-        .json(&json!({"user": "demo", "password": "demo-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = soma_system_tests::traffic::login(&client, &gateway).await;
     // 200 streamed generations of 256 tokens: each takes over half a second.
     let requests: Vec<_> = (0..200)
         .map(|_| {
