@@ -155,11 +155,8 @@ async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use soma_example_support::testing::{metric_value, test_telemetry};
+    use soma_example_support::testing::{self, metric_value, test_telemetry};
     use soma_observability::ObservabilityParts;
-    use tower::ServiceExt;
 
     fn router(parts: &ObservabilityParts) -> Router {
         use opentelemetry::metrics::MeterProvider as _;
@@ -168,20 +165,7 @@ mod tests {
     }
 
     async fn post_json(app: &Router, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = app
-            .clone()
-            .oneshot(
-                Request::post(path)
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let (status, bytes) = testing::post_json(app, path, &body).await;
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 

@@ -99,28 +99,12 @@ async fn evaluate_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
     use opentelemetry::metrics::MeterProvider as _;
     use serde_json::Value;
-    use soma_example_support::testing::{metric_value, test_telemetry};
-    use tower::ServiceExt;
+    use soma_example_support::testing::{metric_value, post_json, test_telemetry};
 
     async fn evaluate(app: &Router, body: Value) -> (StatusCode, Value) {
-        let response = app
-            .clone()
-            .oneshot(
-                Request::post("/v1/evaluate")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let (status, bytes) = post_json(app, "/v1/evaluate", &body).await;
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 

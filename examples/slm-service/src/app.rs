@@ -217,27 +217,11 @@ fn event_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
     use opentelemetry::metrics::MeterProvider as _;
-    use soma_example_support::testing::{metric_value, test_telemetry};
-    use tower::ServiceExt;
+    use soma_example_support::testing::{metric_value, post_json, test_telemetry};
 
     async fn generate(app: &Router, body: Value) -> (StatusCode, String) {
-        let response = app
-            .clone()
-            .oneshot(
-                Request::post("/v1/generate")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let (status, bytes) = post_json(app, "/v1/generate", &body).await;
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 

@@ -1,6 +1,10 @@
 //! Helpers for the services' unit tests: telemetry parts without globals, and reading a scrape.
 
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use axum::Router;
 use soma_observability::{Observability, ObservabilityConfig, ObservabilityParts};
+use tower::ServiceExt;
 
 /// Telemetry for `service` with traces and logs off and nothing installed globally: meters
 /// from `parts.meter_provider()` render in `parts.render_metrics()`.
@@ -40,6 +44,28 @@ pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
             .flatten()
         })
         .reduce(|a, b| a + b)
+}
+
+/// Sends `POST path` with a JSON body through `app` and returns the status and the whole body.
+///
+/// # Panics
+///
+/// If the request cannot be built or the body cannot be read.
+pub async fn post_json(app: &Router, path: &str, body: &serde_json::Value) -> (StatusCode, Bytes) {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("a valid request");
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a readable body");
+    (status, bytes)
 }
 
 #[cfg(test)]
