@@ -158,7 +158,7 @@ impl ObservabilityBuilder {
         Ok(ObservabilityParts {
             config,
             layer,
-            registry: metrics.registry,
+            exposition: metrics.exposition,
             meter_provider: metrics.provider,
             tracer_provider,
             logger_provider,
@@ -191,7 +191,7 @@ impl ObservabilityBuilder {
 pub struct ObservabilityParts {
     pub(crate) config: ObservabilityConfig,
     layer: HttpTelemetryLayer,
-    registry: prometheus::Registry,
+    exposition: crate::endpoint::Exposition,
     pub(crate) meter_provider: SdkMeterProvider,
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
@@ -210,12 +210,13 @@ impl ObservabilityParts {
     where
         S: Clone + Send + Sync + 'static,
     {
-        crate::endpoint::router(self.registry.clone())
+        crate::endpoint::router(self.exposition.clone())
     }
 
-    /// The Prometheus registry behind `/metrics`.
+    /// The `prometheus` registry whose collectors `/metrics` also renders (the process
+    /// collector is registered there; register your own `prometheus` collectors to add them).
     pub fn registry(&self) -> &prometheus::Registry {
-        &self.registry
+        &self.exposition.registry
     }
 
     /// Renders the registry as `/metrics` would.
@@ -224,7 +225,7 @@ impl ObservabilityParts {
     ///
     /// If a metric family cannot be encoded.
     pub fn render_metrics(&self) -> Result<String, prometheus::Error> {
-        crate::endpoint::render(&self.registry)
+        crate::endpoint::render(&self.exposition)
     }
 
     /// A meter whose instruments land in this part's `/metrics`, with the same default seconds

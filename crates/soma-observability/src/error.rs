@@ -71,8 +71,8 @@ pub enum SetupError {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
-    /// The Prometheus exporter or registry could not be set up.
-    #[error("failed to set up the Prometheus exporter: {0}")]
+    /// The Prometheus registry (the process collector) could not be set up.
+    #[error("failed to set up the Prometheus registry: {0}")]
     Prometheus(String),
     /// The gRPC exporter needs a tokio runtime to run on.
     #[error(

@@ -105,6 +105,7 @@ mod client;
 pub mod config;
 mod endpoint;
 mod error;
+mod exposition;
 mod guard;
 pub mod http;
 mod install;

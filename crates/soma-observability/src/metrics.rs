@@ -71,31 +71,31 @@ pub(crate) fn validate_buckets(setting: &'static str, buckets: &[f64]) -> Result
     }
 }
 
-/// The meter provider and the registry its Prometheus exporter writes to.
+/// The meter provider and what `/metrics` renders: its reader and the process collector's
+/// registry.
 pub(crate) struct MetricsPipeline {
     pub(crate) provider: SdkMeterProvider,
-    pub(crate) registry: prometheus::Registry,
+    pub(crate) exposition: crate::endpoint::Exposition,
 }
 
-/// Builds the meter provider with the Prometheus exporter, the bucket view and the process
-/// collector. Touches no global state.
+/// Builds the meter provider with its reader, the bucket view and the process collector. Touches no global state.
 pub(crate) fn build(
     resource: Resource,
     custom_buckets: HashMap<String, Vec<f64>>,
 ) -> Result<MetricsPipeline, SetupError> {
     let registry = prometheus::Registry::new();
     register_process_collector(&registry)?;
-    let exporter = opentelemetry_prometheus::exporter()
-        .with_registry(registry.clone())
-        .build()
-        .map_err(|e| SetupError::Prometheus(e.to_string()))?;
+    let reader = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
     let custom_buckets = Arc::new(custom_buckets);
     let provider = SdkMeterProvider::builder()
         .with_resource(resource)
-        .with_reader(exporter)
+        .with_reader(crate::exposition::SharedReader(Arc::clone(&reader)))
         .with_view(move |instrument: &Instrument| bucket_view(instrument, &custom_buckets))
         .build();
-    Ok(MetricsPipeline { provider, registry })
+    Ok(MetricsPipeline {
+        provider,
+        exposition: crate::endpoint::Exposition { registry, reader },
+    })
 }
 
 /// One view for the histograms given buckets in code, so that no instrument ever matches twice

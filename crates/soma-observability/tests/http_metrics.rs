@@ -396,6 +396,11 @@ async fn custom_meter_metrics_land_on_the_same_endpoint() {
         .build();
     own.record(45.0, &[]);
     orders.add(3, &[opentelemetry::KeyValue::new("payment.method", "card")]);
+    let refunds = meter
+        .u64_counter("checkout.refunds_total")
+        .with_description("Refunds (a name that already has its suffix).")
+        .build();
+    refunds.add(1, &[]);
     latency.record(0.042, &[]);
     payment.record(0.3, &[]);
     let metrics = scrape(&app).await;
@@ -408,6 +413,9 @@ async fn custom_meter_metrics_land_on_the_same_endpoint() {
         Some(3.0),
         "{metrics}"
     );
+    // No double suffix for a name that already has it.
+    assert_eq!(sample(&metrics, "checkout_refunds_total", &[]), Some(1.0));
+    assert!(!metrics.contains("_total_total"), "{metrics}");
     // A user histogram in seconds gets second-scale buckets: 42 ms lands in le="0.05".
     assert_eq!(
         sample(
