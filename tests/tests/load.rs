@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soma_system_tests::services::System;
+use soma_system_tests::{scrape, sum_of};
 
 const CONNECTIONS: usize = 1000;
 const ROUND: Duration = Duration::from_secs(8);
@@ -28,14 +29,6 @@ fn resident_kib(pid: u32) -> u64 {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or_default()
-}
-
-fn sample_sum(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,20 +83,13 @@ async fn a_thousand_connections_warm_up_then_three_flat_rounds() {
         let elapsed = started.elapsed();
         let sent = sent.load(Ordering::Relaxed);
         sent_total += sent;
-        let metrics = setup
-            .get(format!("{gateway}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let counted = sample_sum(
+        let metrics = scrape(&setup, &gateway).await;
+        let counted = sum_of(
             &metrics,
             "http_server_request_duration_seconds_count",
             label,
         );
-        let in_flight = sample_sum(&metrics, "http_server_active_requests", "");
+        let in_flight = sum_of(&metrics, "http_server_active_requests", "");
         let kib = resident_kib(pid);
         rss.push(kib);
         #[allow(clippy::cast_precision_loss)]

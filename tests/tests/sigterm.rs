@@ -9,6 +9,7 @@ use serde_json::json;
 use soma_system_tests::otlp::{hex, FakeOtlp};
 use soma_system_tests::services::System;
 use soma_system_tests::traffic::trace_id;
+use soma_system_tests::{scrape, sum_of};
 
 #[derive(Debug, Default)]
 struct Outcome {
@@ -20,18 +21,24 @@ struct Outcome {
     errors: Vec<(Instant, String)>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::too_many_lines)] // one scenario, told in order
-async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
+/// The system exporting to a fresh receiver, the gateway's URL, a client that opens one
+/// connection per request (as many independent clients would) and a demo user's token.
+async fn start_logged_in() -> (FakeOtlp, System, String, reqwest::Client, String) {
     let otlp = FakeOtlp::start().await;
-    let mut system = System::start(Some(&otlp.grpc_endpoint())).await;
+    let system = System::start(Some(&otlp.grpc_endpoint())).await;
     let gateway = system.gateway();
-    // One connection per request, as many independent clients would.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let token = soma_system_tests::traffic::login(&client, &gateway).await;
+    (otlp, system, gateway, client, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, told in order
+async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
+    let (otlp, mut system, gateway, client, token) = start_logged_in().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -131,33 +138,9 @@ async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
     );
 }
 
-/// The gateway's `http_server_active_requests`, summed, from its `/metrics`.
-async fn in_flight(client: &reqwest::Client, gateway: &str) -> f64 {
-    let metrics = client
-        .get(format!("{gateway}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("http_server_active_requests"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_200_slow_requests_in_flight_completes_them_all() {
-    let otlp = FakeOtlp::start().await;
-    let mut system = System::start(Some(&otlp.grpc_endpoint())).await;
-    let gateway = system.gateway();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let token = soma_system_tests::traffic::login(&client, &gateway).await;
+    let (otlp, mut system, gateway, client, token) = start_logged_in().await;
     // 200 streamed generations of 256 tokens: each takes over half a second.
     let requests: Vec<_> = (0..200)
         .map(|_| {
@@ -176,7 +159,14 @@ async fn sigterm_with_200_slow_requests_in_flight_completes_them_all() {
         .collect();
     soma_system_tests::wait_for("200 requests in flight", Duration::from_secs(20), || {
         let (client, gateway) = (client.clone(), gateway.clone());
-        async move { (in_flight(&client, &gateway).await >= 200.0).then_some(()) }
+        async move {
+            (sum_of(
+                &scrape(&client, &gateway).await,
+                "http_server_active_requests",
+                "",
+            ) >= 200.0)
+                .then_some(())
+        }
     })
     .await;
     system.service("gateway").terminate();
