@@ -57,17 +57,7 @@ async fn gateway(parts: &ObservabilityParts) -> Router {
             }
         }),
     );
-    let slm = Router::new().route(
-        "/v1/generate",
-        post(|Json(q): Json<Value>| async move {
-            if q["model"] == "soma-xl" {
-                let error = json!({"error": "model soma-xl is not loaded"});
-                (StatusCode::SERVICE_UNAVAILABLE, Json(error))
-            } else {
-                (StatusCode::OK, Json(json!({"text": "a b c", "tokens": 3})))
-            }
-        }),
-    );
+    let slm = soma_example_support::testing::stand_in_slm("a b c");
     let orchestrator = Router::new()
         .route(
             "/v1/workflows",

@@ -309,19 +309,7 @@ mod tests {
                 }
             }),
         );
-        let slm = Router::new().route(
-            "/v1/generate",
-            post(|Json(q): Json<Value>| async move {
-                if q["model"] == "soma-xl" {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Json(json!({"error": "not loaded"})),
-                    )
-                } else {
-                    (StatusCode::OK, Json(json!({"text": "done", "tokens": 1})))
-                }
-            }),
-        );
+        let slm = soma_example_support::testing::stand_in_slm("done");
         let policy = spawn_local(policy).await.unwrap();
         let slm = spawn_local(slm).await.unwrap();
         ServiceConfig::from_lookup("orchestrator", 8000, |var| match var {

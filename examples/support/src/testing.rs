@@ -68,6 +68,29 @@ pub async fn post_json(app: &Router, path: &str, body: &serde_json::Value) -> (S
     (status, bytes)
 }
 
+/// A stand-in slm-service for the callers' tests: `POST /v1/generate` answers `text` (one token
+/// per word), except for the unloaded model `soma-xl`, which gets 503 as the real service gives.
+pub fn stand_in_slm(text: &'static str) -> Router {
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::{json, Value};
+    Router::new().route(
+        "/v1/generate",
+        post(move |Json(request): Json<Value>| async move {
+            if request["model"] == "soma-xl" {
+                let error = json!({"error": "model soma-xl is not loaded"});
+                (StatusCode::SERVICE_UNAVAILABLE, Json(error))
+            } else {
+                let tokens = text.split_whitespace().count();
+                (
+                    StatusCode::OK,
+                    Json(json!({"text": text, "tokens": tokens})),
+                )
+            }
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
