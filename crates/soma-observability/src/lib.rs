@@ -70,7 +70,7 @@
 //! | `otel_sdk_exporter_log_exported_total`, `otel_sdk_log_dropped_total` | counters | the same for OTLP log records |
 //! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
 //!
-//! Every series also carries `otel_scope_name` and `otel_scope_version`. Labels are bounded by
+//! Every series also carries `otel_scope_name` (and `otel_scope_version` when the meter has one). Labels are bounded by
 //! construction; see [`http`] for the rules, the spans and where the layer goes.
 //!
 //! # Environment variables
