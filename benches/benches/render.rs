@@ -100,25 +100,9 @@ fn render(c: &mut Criterion) {
         series_lines(&service)
     );
     group.bench_function("service", |b| b.iter(|| service.render_metrics().unwrap()));
-    // The fixed part: the process collector (reads /proc/self) rendered on its own.
-    let process = prometheus::Registry::new();
-    process
-        .register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .unwrap();
-    group.bench_function("process_collector", |b| {
-        b.iter(|| {
-            let mut out = Vec::new();
-            prometheus::Encoder::encode(
-                &prometheus::TextEncoder::new(),
-                &process.gather(),
-                &mut out,
-            )
-            .unwrap();
-            out
-        });
-    });
+    // The fixed part: `target_info` and the process metrics (reads /proc/self), no instrument.
+    let empty = parts();
+    group.bench_function("empty", |b| b.iter(|| empty.render_metrics().unwrap()));
     for n in [100, 1_000, 10_000] {
         let parts = with_series(n);
         eprintln!(

@@ -62,8 +62,8 @@ fn main() {
     for (label, id) in [
         ("reference-sized service", "render/service".to_owned()),
         (
-            "process collector alone (part of every render)",
-            "render/process_collector".to_owned(),
+            "no instrument: `target_info` and process metrics (part of every render)",
+            "render/empty".to_owned(),
         ),
         ("100 series", "render/series/100".to_owned()),
         ("1 000 series", "render/series/1000".to_owned()),

@@ -135,7 +135,7 @@ impl ObservabilityBuilder {
             None => ObservabilityConfig::from_env()?,
         };
         let resource = resource(&self.service_name, &config);
-        let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets)?;
+        let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
         let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
         let logger_provider = crate::logs::build(&config, resource, &meter)?;
@@ -213,13 +213,13 @@ impl ObservabilityParts {
         crate::endpoint::router(self.exposition.clone())
     }
 
-    /// The `prometheus` registry whose collectors `/metrics` also renders (the process
-    /// collector is registered there; register your own `prometheus` collectors to add them).
+    /// A `prometheus` registry that `/metrics` renders after the OpenTelemetry and process
+    /// metrics: register `prometheus` collectors there to add them (it starts empty).
     pub fn registry(&self) -> &prometheus::Registry {
         &self.exposition.registry
     }
 
-    /// Renders the registry as `/metrics` would.
+    /// Renders the metrics as `/metrics` would.
     ///
     /// # Errors
     ///

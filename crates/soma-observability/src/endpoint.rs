@@ -1,13 +1,15 @@
 //! `GET /metrics`: the Prometheus text exposition of the SDK's metrics (written by
-//! [`crate::exposition`]) followed by the `prometheus` registry's (the process collector and
-//! anything registered there).
+//! [`crate::exposition`]), the process metrics ([`crate::process`]) and whatever is registered
+//! in the `prometheus` registry.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use prometheus::{Encoder, TextEncoder};
 
 /// The path the metrics endpoint is mounted on.
@@ -18,6 +20,26 @@ pub const METRICS_PATH: &str = "/metrics";
 pub(crate) struct Exposition {
     pub(crate) registry: prometheus::Registry,
     pub(crate) reader: Arc<opentelemetry_sdk::metrics::ManualReader>,
+    pub(crate) process: Arc<crate::process::ProcessMetrics>,
+    /// The SDK's collected data, kept between scrapes to reuse its buffers.
+    pub(crate) collected: Arc<Mutex<ResourceMetrics>>,
+    /// The previous scrape's length: the next one allocates its text once.
+    pub(crate) last_len: Arc<AtomicUsize>,
+}
+
+impl Exposition {
+    pub(crate) fn new(
+        registry: prometheus::Registry,
+        reader: Arc<opentelemetry_sdk::metrics::ManualReader>,
+    ) -> Self {
+        Self {
+            registry,
+            reader,
+            process: Arc::new(crate::process::ProcessMetrics::new()),
+            collected: Arc::new(Mutex::new(ResourceMetrics::default())),
+            last_len: Arc::new(AtomicUsize::new(16 * 1024)),
+        }
+    }
 }
 
 /// A router that serves the metrics at [`METRICS_PATH`].
@@ -51,12 +73,24 @@ fn render_response(exposition: &Exposition) -> Response {
 
 /// Renders every metric family in the Prometheus text format.
 pub(crate) fn render(exposition: &Exposition) -> Result<String, prometheus::Error> {
-    let mut text = String::with_capacity(16 * 1024);
-    crate::exposition::write(&exposition.reader, &mut text)
-        .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+    let last_len = exposition.last_len.load(Ordering::Relaxed);
+    let mut text = String::with_capacity(last_len + last_len / 8);
+    {
+        // A scrape that panicked mid-way left nothing that matters: the SDK refills the data.
+        let mut collected = exposition
+            .collected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::exposition::write(&exposition.reader, &mut collected, &mut text)
+            .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+    }
+    exposition.process.write(&mut text);
     let families = exposition.registry.gather();
-    let mut buf = Vec::with_capacity(4 * 1024);
-    TextEncoder::new().encode(&families, &mut buf)?;
-    text.push_str(&String::from_utf8_lossy(&buf));
+    if !families.is_empty() {
+        let mut buf = Vec::with_capacity(4 * 1024);
+        TextEncoder::new().encode(&families, &mut buf)?;
+        text.push_str(&String::from_utf8_lossy(&buf));
+    }
+    exposition.last_len.store(text.len(), Ordering::Relaxed);
     Ok(text)
 }

@@ -71,9 +71,6 @@ pub enum SetupError {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
-    /// The Prometheus registry (the process collector) could not be set up.
-    #[error("failed to set up the Prometheus registry: {0}")]
-    Prometheus(String),
     /// The gRPC exporter needs a tokio runtime to run on.
     #[error(
         "the OTLP/gRPC {signal} exporter needs a tokio runtime: call setup from inside \

@@ -111,6 +111,7 @@ pub mod http;
 mod install;
 mod logs;
 mod metrics;
+mod process;
 pub mod propagation;
 mod serve;
 mod traces;

@@ -1,9 +1,10 @@
 //! The meter provider and the Prometheus registry behind `/metrics`.
 //!
 //! Every instrument created through the provider (the HTTP instruments and anything made with
-//! [`get_meter`](crate::get_meter)) lands in one [`prometheus::Registry`], next to the process
-//! collector (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
-//! `process_start_time_seconds`, ...) and `target_info`, which carries the service's resource.
+//! [`get_meter`](crate::get_meter)) is read by one reader that `/metrics` collects, next to the
+//! process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//! `process_open_fds`, `process_start_time_seconds`, ...) and `target_info`, which carries the
+//! service's resource.
 //!
 //! # Histogram buckets
 //!
@@ -29,7 +30,7 @@ use opentelemetry_sdk::metrics::{
 };
 use opentelemetry_sdk::Resource;
 
-use crate::error::{ConfigError, SetupError};
+use crate::error::ConfigError;
 
 /// Buckets (in seconds) the HTTP semantic conventions recommend for durations.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -71,20 +72,19 @@ pub(crate) fn validate_buckets(setting: &'static str, buckets: &[f64]) -> Result
     }
 }
 
-/// The meter provider and what `/metrics` renders: its reader and the process collector's
+/// The meter provider and what `/metrics` renders: its reader and the `prometheus`
 /// registry.
 pub(crate) struct MetricsPipeline {
     pub(crate) provider: SdkMeterProvider,
     pub(crate) exposition: crate::endpoint::Exposition,
 }
 
-/// Builds the meter provider with its reader, the bucket view and the process collector. Touches no global state.
+/// Builds the meter provider with its reader and the bucket view. Touches no global state.
 pub(crate) fn build(
     resource: Resource,
     custom_buckets: HashMap<String, Vec<f64>>,
-) -> Result<MetricsPipeline, SetupError> {
+) -> MetricsPipeline {
     let registry = prometheus::Registry::new();
-    register_process_collector(&registry)?;
     let reader = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
     let custom_buckets = Arc::new(custom_buckets);
     let provider = SdkMeterProvider::builder()
@@ -92,10 +92,10 @@ pub(crate) fn build(
         .with_reader(crate::exposition::SharedReader(Arc::clone(&reader)))
         .with_view(move |instrument: &Instrument| bucket_view(instrument, &custom_buckets))
         .build();
-    Ok(MetricsPipeline {
+    MetricsPipeline {
         provider,
-        exposition: crate::endpoint::Exposition { registry, reader },
-    })
+        exposition: crate::endpoint::Exposition::new(registry, reader),
+    }
 }
 
 /// One view for the histograms given buckets in code, so that no instrument ever matches twice
@@ -207,20 +207,6 @@ impl InstrumentProvider for SecondsBuckets {
         f64_histogram: Histogram<f64>,
         u64_histogram: Histogram<u64>,
     }
-}
-
-#[cfg(target_os = "linux")]
-fn register_process_collector(registry: &prometheus::Registry) -> Result<(), SetupError> {
-    registry
-        .register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .map_err(|e| SetupError::Prometheus(e.to_string()))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn register_process_collector(_registry: &prometheus::Registry) -> Result<(), SetupError> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -485,6 +485,27 @@ async fn process_metrics_and_target_info_are_exposed() {
         .unwrap();
     assert!(info.contains(r#"service_name="inventory""#), "{info}");
     assert!(info.contains(r#"deployment_environment="test""#), "{info}");
+    let resident = sample(&metrics, "process_resident_memory_bytes", &[]).unwrap();
+    assert!(resident > 1024.0 * 1024.0, "{resident} bytes resident?");
+}
+
+#[tokio::test]
+async fn collectors_registered_in_the_prometheus_registry_are_rendered() {
+    let parts = build("legacy", metrics_only());
+    let jobs = prometheus::IntGauge::new("legacy_jobs_queued", "Jobs waiting.").unwrap();
+    jobs.set(42);
+    parts.registry().register(Box::new(jobs)).unwrap();
+    let app = parts.instrument(app_routes()).unwrap();
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        sample(&metrics, "legacy_jobs_queued", &[]),
+        Some(42.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE legacy_jobs_queued gauge"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

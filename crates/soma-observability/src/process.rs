@@ -1,0 +1,240 @@
+//! Process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...), with the
+//! names and help texts of the Prometheus client libraries, written straight into the exposition.
+//!
+//! A scrape costs one read of `/proc/self/stat`, one listing of `/proc/self/fd` and one
+//! `getrlimit`; the start time is read once. On other systems nothing is written.
+
+use std::fmt::Write as _;
+
+/// What a scrape reads, taken from `/proc/self/stat`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stat {
+    cpu_seconds: f64,
+    threads: u64,
+    virtual_bytes: u64,
+    resident_bytes: u64,
+    start_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so
+/// fields are counted from its closing parenthesis (`man 5 proc`).
+fn parse_stat(text: &str, ticks_per_second: u64, page_size: u64) -> Option<Stat> {
+    let after_name = &text[text.rfind(')')? + 1..];
+    // Fields from 3 (`state`) on; utime is field 14, stime 15, num_threads 20, starttime 22,
+    // vsize 23, rss 24.
+    let mut fields = after_name.split_ascii_whitespace();
+    let mut field = |n: usize| -> Option<u64> { fields.nth(n)?.parse().ok() };
+    let utime = field(11)?;
+    let stime = field(0)?;
+    let threads = field(4)?;
+    let start_ticks = field(1)?;
+    let virtual_bytes = field(0)?;
+    let resident_pages = field(0)?;
+    #[allow(clippy::cast_precision_loss)] // CPU ticks stay far below 2^52
+    let cpu_seconds = (utime + stime) as f64 / ticks_per_second as f64;
+    Some(Stat {
+        cpu_seconds,
+        threads,
+        virtual_bytes,
+        resident_bytes: resident_pages * page_size,
+        start_ticks,
+    })
+}
+
+/// Reads the process's own metrics at every scrape.
+#[derive(Debug)]
+pub(crate) struct ProcessMetrics {
+    /// Seconds since the Unix epoch, read once (it never changes).
+    start_time_seconds: Option<u64>,
+}
+
+impl ProcessMetrics {
+    pub(crate) fn new() -> Self {
+        Self {
+            start_time_seconds: start_time_seconds(),
+        }
+    }
+
+    /// Appends the process families to `out`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn write(&self, out: &mut String) {
+        let stat = read_stat().and_then(|text| parse_stat(&text, ticks_per_second(), page_size()));
+        if let Some(stat) = stat {
+            family(
+                out,
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                "counter",
+                stat.cpu_seconds,
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            // The listing's own descriptor is one of the entries, as in other clients.
+            family(
+                out,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                "gauge",
+                entries.count(),
+            );
+        }
+        if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+            family(
+                out,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                "gauge",
+                max,
+            );
+        }
+        if let Some(stat) = stat {
+            family(
+                out,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                "gauge",
+                stat.virtual_bytes,
+            );
+            family(
+                out,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                "gauge",
+                stat.resident_bytes,
+            );
+        }
+        if let Some(start) = self.start_time_seconds {
+            family(
+                out,
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                "gauge",
+                start,
+            );
+        }
+        if let Some(stat) = stat {
+            family(
+                out,
+                "process_threads",
+                "Number of OS threads in the process.",
+                "gauge",
+                stat.threads,
+            );
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn write(&self, _out: &mut String) {}
+}
+
+/// `/proc/self/stat` (a few hundred bytes) in one `read`, without the size query of
+/// `fs::read_to_string`.
+#[cfg(target_os = "linux")]
+fn read_stat() -> Option<String> {
+    use std::io::Read as _;
+    let mut buf = [0u8; 4096];
+    let mut file = std::fs::File::open("/proc/self/stat").ok()?;
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(buf[..len].to_vec()).ok()
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
+}
+
+#[cfg(target_os = "linux")]
+fn ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
+#[cfg(target_os = "linux")]
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// The boot time (`btime` in `/proc/stat`) plus the process's start, in ticks after boot.
+#[cfg(target_os = "linux")]
+fn start_time_seconds() -> Option<u64> {
+    let stat = parse_stat(
+        &std::fs::read_to_string("/proc/self/stat").ok()?,
+        ticks_per_second(),
+        page_size(),
+    )?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: u64 = boot
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + stat.start_ticks / ticks_per_second())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_time_seconds() -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        // A command name with spaces and a parenthesis, as `man 5 proc` warns.
+        let text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    250 50 0 0 20 0 7 0 12345 104857600 2560 18446744073709551615 \
+                    1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let stat = parse_stat(text, 100, 4096).unwrap();
+        assert_eq!(
+            stat,
+            Stat {
+                cpu_seconds: 3.0,
+                threads: 7,
+                virtual_bytes: 104_857_600,
+                resident_bytes: 2560 * 4096,
+                start_ticks: 12345,
+            }
+        );
+        assert_eq!(parse_stat("garbage", 100, 4096), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_running_process_reports_every_family() {
+        let mut out = String::new();
+        ProcessMetrics::new().write(&mut out);
+        for name in [
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+            "process_virtual_memory_bytes",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_threads",
+        ] {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing in\n{out}"));
+            let value: f64 = line[name.len() + 1..].parse().unwrap();
+            assert!(value > 0.0 || name == "process_cpu_seconds_total", "{line}");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let start = ProcessMetrics::new().start_time_seconds.unwrap();
+        assert!(start <= now && now - start < 24 * 3600 * 365, "{start}");
+    }
+}
