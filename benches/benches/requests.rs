@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum_prometheus::PrometheusMetricLayer;
 use criterion::{criterion_group, criterion_main, Criterion};
-use soma_benches::{app, drain, sample, OtlpSink, Stack, HELLO, USER};
+use soma_benches::{app, drain, sample, served, OtlpSink, Stack, HELLO, USER};
 use soma_observability::ObservabilityParts;
 
 fn requests(c: &mut Criterion) {
@@ -32,7 +32,7 @@ fn requests(c: &mut Criterion) {
         }
         // axum-prometheus installs a global recorder: one layer per process.
         let (layer, _handle) = PrometheusMetricLayer::pair();
-        stacks.push(("axum_prometheus", app().layer(layer), None));
+        stacks.push(("axum_prometheus", served(app().layer(layer)), None));
     }
     // The sampled stack last: its export backlog then overlaps only the next warm-up.
     let sampled = stacks

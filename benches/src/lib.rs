@@ -60,6 +60,13 @@ pub fn app() -> Router {
         )
 }
 
+/// `router` prepared as `axum::serve` prepares it (`Router::with_state(())`): every handler is
+/// turned into a route once, rather than on each request (which, with a layer, would also
+/// re-apply the layer and box the result per request). Every stack is measured this way.
+pub fn served(router: Router) -> Router {
+    router.with_state(())
+}
+
 /// Sends one request through `router` and drains the response body (our metrics are recorded
 /// when the body ends); returns the body's length.
 ///
@@ -176,10 +183,12 @@ impl Stack {
         otlp: &str,
     ) -> Result<(Router, Option<ObservabilityParts>), Box<dyn std::error::Error>> {
         let config = match self {
-            Stack::Bare => return Ok((app(), None)),
+            Stack::Bare => return Ok((served(app()), None)),
             Stack::NoopLayer => {
                 return Ok((
-                    app().layer(tower::util::MapResponseLayer::new(std::convert::identity)),
+                    served(
+                        app().layer(tower::util::MapResponseLayer::new(std::convert::identity)),
+                    ),
                     None,
                 ))
             }
@@ -190,7 +199,7 @@ impl Stack {
         let parts = Observability::builder("bench")
             .with_config(config)
             .build()?;
-        let router = parts.instrument(app())?;
+        let router = served(parts.instrument(app())?);
         Ok((router, Some(parts)))
     }
 }

@@ -1,9 +1,10 @@
 //! The layer and the service.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use axum::extract::MatchedPath;
 use axum::http::{Request, Response};
 use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
 use opentelemetry::propagation::TextMapCompositePropagator;
@@ -11,7 +12,7 @@ use opentelemetry_sdk::trace::SdkTracer;
 use opentelemetry_semantic_conventions::metric as semconv;
 use tower::{Layer, Service};
 
-use super::attributes::RouteInterner;
+use super::attributes::{Route, RouteInterner};
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::series::InFlight;
@@ -108,6 +109,7 @@ impl<S> Layer<S> for HttpTelemetryLayer {
         HttpTelemetry {
             inner,
             shared: Arc::clone(&self.shared),
+            last_route: Arc::default(),
         }
     }
 }
@@ -117,6 +119,10 @@ impl<S> Layer<S> for HttpTelemetryLayer {
 pub struct HttpTelemetry<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The route this service last served. `Router::layer` wraps each route's handler in its
+    /// own service, so this is almost always the request's route: found by comparing one
+    /// string instead of hashing it into the interner.
+    last_route: Arc<OnceLock<Arc<Route>>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for HttpTelemetry<S> {
@@ -144,6 +150,22 @@ impl<S> HttpTelemetry<S> {
     }
 }
 
+impl<S> HttpTelemetry<S> {
+    /// The shared entry of the matched route template (`None`: no route matched).
+    fn route(&self, matched: Option<&str>) -> Arc<Route> {
+        if let (Some(matched), Some(last)) = (matched, self.last_route.get()) {
+            if last.value().is_some_and(|value| value.as_str() == matched) {
+                return Arc::clone(last);
+            }
+        }
+        let route = self.shared.routes.route(matched);
+        if matched.is_some() && route.cached {
+            let _ = self.last_route.set(Arc::clone(&route));
+        }
+        route
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpTelemetry<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -163,7 +185,12 @@ where
         if self.shared.excluded_paths.iter().any(|p| p == path) {
             return ResponseFuture::untracked(self.inner.call(req));
         }
-        let state = RequestState::start(Arc::clone(&self.shared), &req);
+        let route = self.route(
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        );
+        let state = RequestState::start(Arc::clone(&self.shared), &req, route);
         let future = {
             let _attached = state.attach_context();
             self.inner.call(req)

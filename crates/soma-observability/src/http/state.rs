@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
@@ -38,14 +38,13 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    pub(crate) fn start<B: http_body::Body>(shared: Arc<Shared>, req: &Request<B>) -> Self {
+    pub(crate) fn start<B: http_body::Body>(
+        shared: Arc<Shared>,
+        req: &Request<B>,
+        route: Arc<Route>,
+    ) -> Self {
         let start = Instant::now();
         let labels = Labels::of(req);
-        let route = shared.routes.route(
-            req.extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str),
-        );
         if let Some(metrics) = &shared.metrics {
             metrics.in_flight(labels, 1);
         }
