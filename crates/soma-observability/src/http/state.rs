@@ -116,32 +116,37 @@ impl Drop for RequestState {
             }
         }
         if let Some(cx) = self.context.take() {
-            let (status, error_type) = match self.outcome {
-                Outcome::Pending => (None, None),
-                Outcome::Responded(status) => {
-                    (Some(status), (status >= 500).then(|| status_str(status)))
-                }
-                Outcome::Failed(error) => (None, Some(StringValue::from(error))),
-            };
             let span = cx.span();
-            if let Some(status) = status {
-                span.set_attribute(KeyValue::new(
-                    semconv::HTTP_RESPONSE_STATUS_CODE,
-                    i64::from(status),
-                ));
-            }
-            if let Some(error) = error_type {
-                span.set_status(Status::error(error.to_string()));
-                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error));
-            }
-            if matches!(self.outcome, Outcome::Pending) {
-                span.add_event(
-                    "request cancelled before a response was produced",
-                    Vec::new(),
-                );
+            if span.is_recording() {
+                record_outcome(&span, self.outcome);
             }
             span.end();
         }
+    }
+}
+
+/// The server span's status, status code, `error.type` and cancellation event.
+fn record_outcome(span: &opentelemetry::trace::SpanRef<'_>, outcome: Outcome) {
+    let (status, error_type) = match outcome {
+        Outcome::Pending => (None, None),
+        Outcome::Responded(status) => (Some(status), (status >= 500).then(|| status_str(status))),
+        Outcome::Failed(error) => (None, Some(StringValue::from(error))),
+    };
+    if let Some(status) = status {
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status),
+        ));
+    }
+    if let Some(error) = error_type {
+        span.set_status(Status::error(error.to_string()));
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error));
+    }
+    if matches!(outcome, Outcome::Pending) {
+        span.add_event(
+            "request cancelled before a response was produced",
+            Vec::new(),
+        );
     }
 }
 
@@ -168,9 +173,9 @@ fn status_str(status: u16) -> StringValue {
     StringValue::from(status.to_string())
 }
 
-/// Starts the server span. Only the attributes that cost no allocation are made before the
-/// sampling decision; the others (path, query, user agent, client address) only when the span
-/// records, so an unsampled request formats and copies nothing for its span.
+/// Starts the server span. The samplers this crate configures decide on the trace id and the
+/// parent alone, so the span is started bare and gets its attributes only when it records: an
+/// unsampled request builds, formats and copies nothing for its span.
 fn start_span<B>(
     shared: &Shared,
     tracing: &super::layer::HttpTracing,
@@ -179,24 +184,21 @@ fn start_span<B>(
     route: &Route,
 ) -> Context {
     let parent = tracing.propagator.extract(&RequestHeaders(req.headers()));
-    // Room for every attribute the span can get, so the SDK never grows the vector.
-    let mut attrs = Vec::with_capacity(12);
-    attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, labels.method()));
-    attrs.push(KeyValue::new(semconv::URL_SCHEME, labels.scheme()));
-    attrs.push(KeyValue::new(
-        semconv::NETWORK_PROTOCOL_VERSION,
-        labels.version(),
-    ));
-    if let Some(route) = route.value() {
-        attrs.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
-    }
     let mut span = tracing
         .tracer
         .span_builder(route.span_name(labels))
         .with_kind(SpanKind::Server)
-        .with_attributes(attrs)
         .start_with_context(&tracing.tracer, &parent);
     if span.is_recording() {
+        span.set_attribute(KeyValue::new(semconv::HTTP_REQUEST_METHOD, labels.method()));
+        span.set_attribute(KeyValue::new(semconv::URL_SCHEME, labels.scheme()));
+        span.set_attribute(KeyValue::new(
+            semconv::NETWORK_PROTOCOL_VERSION,
+            labels.version(),
+        ));
+        if let Some(route) = route.value() {
+            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+        }
         add_request_attributes(&mut span, shared.attribute_value_length_limit, req, labels);
     }
     parent.with_span(span)
