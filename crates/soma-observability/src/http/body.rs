@@ -42,7 +42,10 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = {
+        let polled = if this.inner.is_end_stream() {
+            // A finished body runs no more application code: no context to make current.
+            this.inner.poll_frame(cx)
+        } else {
             let _attached = this.state.as_ref().and_then(RequestState::attach_context);
             this.inner.poll_frame(cx)
         };
