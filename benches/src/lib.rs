@@ -186,9 +186,7 @@ impl Stack {
             Stack::Bare => return Ok((served(app()), None)),
             Stack::NoopLayer => {
                 return Ok((
-                    served(
-                        app().layer(tower::util::MapResponseLayer::new(std::convert::identity)),
-                    ),
+                    served(app().layer(tower::util::MapResponseLayer::new(std::convert::identity))),
                     None,
                 ))
             }

@@ -15,7 +15,7 @@ use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetect
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::config::ObservabilityConfig;
+use crate::config::{ObservabilityConfig, Sampler};
 use crate::endpoint::METRICS_PATH;
 use crate::error::{ConfigError, SetupError};
 use crate::guard::ObservabilityGuard;
@@ -145,6 +145,11 @@ impl ObservabilityBuilder {
             .map(|provider| crate::http::HttpTracing {
                 tracer: provider.tracer(SCOPE),
                 propagator: crate::propagation::build(&config.propagators),
+                expect_sampled: match config.sampler {
+                    Sampler::AlwaysOn => Some(true),
+                    Sampler::AlwaysOff => Some(false),
+                    Sampler::TraceIdRatio(_) | Sampler::ParentBased(_) => None,
+                },
             });
         let layer = HttpTelemetryLayer::new(Shared {
             metrics: config

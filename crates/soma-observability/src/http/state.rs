@@ -173,6 +173,9 @@ fn status_str(status: u16) -> StringValue {
     StringValue::from(status.to_string())
 }
 
+/// The most attributes a server span gets (request, response and error attributes).
+const SPAN_ATTRIBUTES: usize = 14;
+
 /// Starts the server span. The samplers this crate configures decide on the trace id and the
 /// parent alone, so the span is started bare and gets its attributes only when it records: an
 /// unsampled request builds, formats and copies nothing for its span.
@@ -184,11 +187,21 @@ fn start_span<B>(
     route: &Route,
 ) -> Context {
     let parent = tracing.propagator.extract(&RequestHeaders(req.headers()));
-    let mut span = tracing
+    let mut builder = tracing
         .tracer
         .span_builder(route.span_name(labels))
-        .with_kind(SpanKind::Server)
-        .start_with_context(&tracing.tracer, &parent);
+        .with_kind(SpanKind::Server);
+    let expect_sampled = tracing.expect_sampled.unwrap_or_else(|| {
+        let parent = parent.span();
+        let parent = parent.span_context();
+        !parent.is_valid() || parent.is_sampled()
+    });
+    if expect_sampled {
+        // Room for every attribute the span can get, so that a recording span never grows its
+        // vector; an unsampled one allocates nothing.
+        builder = builder.with_attributes(Vec::with_capacity(SPAN_ATTRIBUTES));
+    }
+    let mut span = builder.start_with_context(&tracing.tracer, &parent);
     if span.is_recording() {
         span.set_attribute(KeyValue::new(semconv::HTTP_REQUEST_METHOD, labels.method()));
         span.set_attribute(KeyValue::new(semconv::URL_SCHEME, labels.scheme()));
