@@ -15,7 +15,7 @@ use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetect
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::config::{ObservabilityConfig, Sampler};
+use crate::config::ObservabilityConfig;
 use crate::endpoint::METRICS_PATH;
 use crate::error::{ConfigError, SetupError};
 use crate::guard::ObservabilityGuard;
@@ -145,11 +145,7 @@ impl ObservabilityBuilder {
             .map(|provider| crate::http::HttpTracing {
                 tracer: provider.tracer(SCOPE),
                 propagator: crate::propagation::build(&config.propagators),
-                expect_sampled: match config.sampler {
-                    Sampler::AlwaysOn => Some(true),
-                    Sampler::AlwaysOff => Some(false),
-                    Sampler::TraceIdRatio(_) | Sampler::ParentBased(_) => None,
-                },
+                sampler: config.sampler,
             });
         let layer = HttpTelemetryLayer::new(Shared {
             metrics: config

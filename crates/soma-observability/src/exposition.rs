@@ -61,7 +61,11 @@ pub(crate) fn write(
         let mut attributes: Vec<_> = rm.resource().iter().collect();
         attributes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         for (key, value) in attributes {
-            push_label(&mut labels, &sanitize(key.as_str()), &value.as_str());
+            push_label(
+                &mut labels,
+                &sanitize(key.as_str(), NameKind::Label),
+                &value.as_str(),
+            );
         }
         out.push_str(&labels);
         out.push_str("} 1\n");
@@ -78,7 +82,9 @@ pub(crate) fn write(
         }
         let scope_labels = Rc::new(scope_labels);
         for metric in scope_metrics.metrics() {
-            let (kind, monotonic) = kind(metric);
+            let Some((kind, monotonic)) = kind(metric) else {
+                continue;
+            };
             let name = family_name(metric, monotonic);
             metrics.push((name, kind, metric, Rc::clone(&scope_labels)));
         }
@@ -101,16 +107,16 @@ pub(crate) fn write(
     Ok(())
 }
 
-/// The Prometheus type of `metric`, and whether it is a monotonic sum (a counter).
-fn kind(metric: &Metric) -> (&'static str, bool) {
+/// The Prometheus type of `metric`, and whether it is a monotonic sum (a counter); `None` for
+/// exponential histograms, which Prometheus' classic text format cannot carry.
+fn kind(metric: &Metric) -> Option<(&'static str, bool)> {
     macro_rules! kind_of {
         ($data:expr) => {
             match $data {
-                MetricData::Sum(sum) if sum.is_monotonic() => ("counter", true),
-                MetricData::Gauge(_) | MetricData::Sum(_) => ("gauge", false),
-                MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => {
-                    ("histogram", false)
-                }
+                MetricData::Sum(sum) if sum.is_monotonic() => Some(("counter", true)),
+                MetricData::Gauge(_) | MetricData::Sum(_) => Some(("gauge", false)),
+                MetricData::Histogram(_) => Some(("histogram", false)),
+                MetricData::ExponentialHistogram(_) => None,
             }
         };
     }
@@ -151,24 +157,24 @@ impl Writer<'_> {
                 match $data {
                     MetricData::Gauge(gauge) => {
                         for point in gauge.data_points() {
-                            self.line(name, point.attributes(), scope_labels, point.value());
+                            self.line(name, || point.attributes(), scope_labels, point.value());
                         }
                     }
                     MetricData::Sum(sum) => {
                         for point in sum.data_points() {
-                            self.line(name, point.attributes(), scope_labels, point.value());
+                            self.line(name, || point.attributes(), scope_labels, point.value());
                         }
                     }
                     MetricData::Histogram(histogram) => {
                         for point in histogram.data_points() {
-                            self.set_labels(point.attributes(), scope_labels);
+                            self.set_labels(|| point.attributes(), scope_labels);
                             self.set_bounds(|| point.bounds());
                             self.buckets(name, point.bucket_counts(), point.count());
                             self.summary_line(name, "_sum", point.sum());
                             self.summary_line(name, "_count", point.count());
                         }
                     }
-                    // Prometheus' classic text format has no exponential histograms.
+                    // Left out by `kind`.
                     MetricData::ExponentialHistogram(_) => {}
                 }
             };
@@ -181,10 +187,10 @@ impl Writer<'_> {
     }
 
     /// `name{attributes,scope} value`
-    fn line<'k>(
+    fn line<'k, I: Iterator<Item = &'k KeyValue>>(
         &mut self,
         name: &str,
-        attributes: impl Iterator<Item = &'k KeyValue>,
+        attributes: impl Fn() -> I,
         scope_labels: &str,
         value: impl Number,
     ) {
@@ -204,9 +210,9 @@ impl Writer<'_> {
         out.push('\n');
     }
 
-    fn set_labels<'k>(
+    fn set_labels<'k, I: Iterator<Item = &'k KeyValue>>(
         &mut self,
-        attributes: impl Iterator<Item = &'k KeyValue>,
+        attributes: impl Fn() -> I,
         scope_labels: &str,
     ) {
         self.labels.clear();
@@ -269,28 +275,90 @@ impl Writer<'_> {
     }
 }
 
-/// A data point's attributes as labels, appended to `out`.
-fn push_attributes<'k>(out: &mut String, attributes: impl Iterator<Item = &'k KeyValue>) {
-    for (i, kv) in attributes.enumerate() {
-        if i > 0 {
+/// A data point's attributes as labels, appended to `out`. Keys that become the same label
+/// name once sanitized (`a.b` and `a_b`) would make a duplicate label, which fails the whole
+/// scrape: those are merged into one label whose values are joined with `;`, in key order.
+fn push_attributes<'k, I>(out: &mut String, attributes: impl Fn() -> I)
+where
+    I: Iterator<Item = &'k KeyValue>,
+{
+    /// Name positions checked for duplicates; more attributes take the merging path directly.
+    const CHECKED: usize = 16;
+    let start = out.len();
+    let mut names = [(0, 0); CHECKED];
+    let mut count = 0;
+    for kv in attributes() {
+        if count > 0 {
             out.push(',');
         }
-        push_sanitized(out, kv.key.as_str());
-        out.push_str("=\"");
-        match &kv.value {
-            Value::String(s) => push_escaped(out, s.as_str(), true),
-            Value::I64(v) => v.push_to(out),
-            Value::F64(v) => v.push_to(out),
-            Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
-            other => push_escaped(out, &other.to_string(), true),
+        let name_start = out.len();
+        push_sanitized(out, kv.key.as_str(), NameKind::Label);
+        if let Some(slot) = names.get_mut(count) {
+            *slot = (name_start, out.len());
         }
+        count += 1;
+        out.push_str("=\"");
+        push_value(out, &kv.value);
         out.push('"');
+    }
+    let names = &names[..count.min(CHECKED)];
+    let duplicated = (1..names.len()).any(|i| {
+        let name = &out[names[i].0..names[i].1];
+        names[..i].iter().any(|&(a, b)| &out[a..b] == name)
+    });
+    if count > CHECKED || duplicated {
+        out.truncate(start);
+        push_merged_attributes(out, attributes());
+    }
+}
+
+/// The rare path of [`push_attributes`]: sanitized names sorted, equal ones merged.
+fn push_merged_attributes<'k>(out: &mut String, attributes: impl Iterator<Item = &'k KeyValue>) {
+    let mut labels: Vec<(String, &str, String)> = attributes
+        .map(|kv| {
+            let mut value = String::new();
+            push_value(&mut value, &kv.value);
+            (
+                sanitize(kv.key.as_str(), NameKind::Label),
+                kv.key.as_str(),
+                value,
+            )
+        })
+        .collect();
+    labels.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut previous: Option<&str> = None;
+    for (name, _, value) in &labels {
+        if previous == Some(name.as_str()) {
+            // Inside the open quotes of the previous label with this name.
+            out.pop();
+            out.push(';');
+        } else {
+            if previous.is_some() {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push_str("=\"");
+        }
+        out.push_str(value);
+        out.push('"');
+        previous = Some(name);
+    }
+}
+
+/// An attribute value as an escaped label value.
+fn push_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(s) => push_escaped(out, s.as_str(), true),
+        Value::I64(v) => v.push_to(out),
+        Value::F64(v) => v.push_to(out),
+        Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+        other => push_escaped(out, &other.to_string(), true),
     }
 }
 
 /// The Prometheus name: sanitized, with the unit suffix, and `_total` for counters.
 fn family_name(metric: &Metric, monotonic: bool) -> String {
-    let mut name = sanitize(metric.name());
+    let mut name = sanitize(metric.name(), NameKind::Metric);
     if let Some(suffix) = unit_suffix(metric.unit()) {
         if !name.ends_with(&suffix) {
             name.push('_');
@@ -378,11 +446,19 @@ fn push_escaped(out: &mut String, text: &str, label_value: bool) {
     }
 }
 
+/// What a sanitized name is for: only metric names may hold `:`.
+#[derive(Clone, Copy)]
+enum NameKind {
+    Metric,
+    Label,
+}
+
 /// Metric and label names may hold letters, digits, `_` (and `:` for metric names); anything
-/// else becomes `_`, and a leading digit gets a `_` in front.
-fn push_sanitized(out: &mut String, name: &str) {
-    let valid = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
+/// else becomes `_`, a leading digit gets a `_` in front, and an empty name becomes `_`.
+fn push_sanitized(out: &mut String, name: &str, kind: NameKind) {
+    let colon = matches!(kind, NameKind::Metric);
+    let valid = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || (colon && c == b':');
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         out.push('_');
     }
     if !name.is_ascii() {
@@ -407,9 +483,9 @@ fn push_sanitized(out: &mut String, name: &str) {
     out.push_str(&name[run..]);
 }
 
-fn sanitize(name: &str) -> String {
+fn sanitize(name: &str, kind: NameKind) -> String {
     let mut out = String::with_capacity(name.len() + 1);
-    push_sanitized(&mut out, name);
+    push_sanitized(&mut out, name, kind);
     out
 }
 
@@ -472,21 +548,55 @@ mod tests {
 
     #[test]
     fn names_and_values_are_escaped() {
+        let metric = |name| sanitize(name, NameKind::Metric);
+        let label = |name| sanitize(name, NameKind::Label);
         assert_eq!(
-            sanitize("http.server.request-duration"),
+            metric("http.server.request-duration"),
             "http_server_request_duration"
         );
-        assert_eq!(sanitize("9lives"), "_9lives");
-        assert_eq!(sanitize("already_fine:1"), "already_fine:1");
-        assert_eq!(sanitize(".a..b."), "_a__b_");
-        assert_eq!(sanitize("é.x"), "__x");
-        assert_eq!(sanitize(""), "");
+        assert_eq!(metric("9lives"), "_9lives");
+        assert_eq!(metric("already_fine:1"), "already_fine:1");
+        assert_eq!(label("k8s:pod"), "k8s_pod", "no colon in label names");
+        assert_eq!(label(".a..b."), "_a__b_");
+        assert_eq!(label("é.x"), "__x");
+        assert_eq!(label(""), "_");
         let mut labels = String::new();
         push_label(&mut labels, "path", "a\"b\\c\nd");
         assert_eq!(labels, r#"path="a\"b\\c\nd""#);
         let mut help = String::new();
         push_escaped(&mut help, "say \"hi\"\\\n", false);
         assert_eq!(help, r#"say "hi"\\\n"#);
+    }
+
+    #[test]
+    fn keys_that_sanitize_alike_become_one_label() {
+        let write = |attributes: &[KeyValue]| {
+            let mut out = String::new();
+            push_attributes(&mut out, || attributes.iter());
+            out
+        };
+        assert_eq!(
+            write(&[
+                KeyValue::new("c", "x"),
+                KeyValue::new("a_b", "2"),
+                KeyValue::new("a.b", "1"),
+            ]),
+            r#"a_b="1;2",c="x""#
+        );
+        // Without a collision the attributes keep their order.
+        assert_eq!(
+            write(&[KeyValue::new("z.y", "q\""), KeyValue::new("a", 7)]),
+            r#"z_y="q\"",a="7""#
+        );
+        // Past the names checked one by one, the merging path still gives valid labels.
+        let many: Vec<KeyValue> = (0..20)
+            .map(|i| KeyValue::new(format!("k{}", i % 18), i))
+            .collect();
+        let labels = write(&many);
+        assert!(
+            labels.starts_with(r#"k0="0;18",k1="1;19",k10="10""#),
+            "{labels}"
+        );
     }
 
     #[test]

@@ -17,10 +17,12 @@ struct Stat {
     start_ticks: u64,
 }
 
-/// Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so
-/// fields are counted from its closing parenthesis (`man 5 proc`).
-fn parse_stat(text: &str, ticks_per_second: u64, page_size: u64) -> Option<Stat> {
-    let after_name = &text[text.rfind(')')? + 1..];
+/// Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces, parentheses and
+/// bytes that are not UTF-8 (it is cut at 15 bytes, maybe inside a character), so fields are
+/// counted from its closing parenthesis (`man 5 proc`), and only what follows is read as text.
+fn parse_stat(stat: &[u8], ticks_per_second: u64, page_size: u64) -> Option<Stat> {
+    let name_end = stat.iter().rposition(|&b| b == b')')?;
+    let after_name = std::str::from_utf8(&stat[name_end + 1..]).ok()?;
     // Fields from 3 (`state`) on; utime is field 14, stime 15, num_threads 20, starttime 22,
     // vsize 23, rss 24.
     let mut fields = after_name.split_ascii_whitespace();
@@ -46,7 +48,7 @@ fn parse_stat(text: &str, ticks_per_second: u64, page_size: u64) -> Option<Stat>
 #[derive(Debug)]
 pub(crate) struct ProcessMetrics {
     /// Seconds since the Unix epoch, read once (it never changes).
-    start_time_seconds: Option<u64>,
+    start_time_seconds: Option<f64>,
 }
 
 impl ProcessMetrics {
@@ -59,7 +61,7 @@ impl ProcessMetrics {
     /// Appends the process families to `out`.
     #[cfg(target_os = "linux")]
     pub(crate) fn write(&self, out: &mut String) {
-        let stat = read_stat().and_then(|text| parse_stat(&text, ticks_per_second(), page_size()));
+        let stat = read_stat().and_then(|raw| parse_stat(&raw, ticks_per_second(), page_size()));
         if let Some(stat) = stat {
             family(
                 out,
@@ -131,7 +133,7 @@ impl ProcessMetrics {
 /// `/proc/self/stat` (a few hundred bytes) in one `read`, without the size query of
 /// `fs::read_to_string`.
 #[cfg(target_os = "linux")]
-fn read_stat() -> Option<String> {
+fn read_stat() -> Option<Vec<u8>> {
     use std::io::Read as _;
     let mut buf = [0u8; 4096];
     let mut file = std::fs::File::open("/proc/self/stat").ok()?;
@@ -143,7 +145,7 @@ fn read_stat() -> Option<String> {
             Err(_) => return None,
         }
     }
-    String::from_utf8(buf[..len].to_vec()).ok()
+    Some(buf[..len].to_vec())
 }
 
 fn family(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
@@ -165,9 +167,9 @@ fn page_size() -> u64 {
 
 /// The boot time (`btime` in `/proc/stat`) plus the process's start, in ticks after boot.
 #[cfg(target_os = "linux")]
-fn start_time_seconds() -> Option<u64> {
+fn start_time_seconds() -> Option<f64> {
     let stat = parse_stat(
-        &std::fs::read_to_string("/proc/self/stat").ok()?,
+        &std::fs::read("/proc/self/stat").ok()?,
         ticks_per_second(),
         page_size(),
     )?;
@@ -178,11 +180,12 @@ fn start_time_seconds() -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    Some(boot + stat.start_ticks / ticks_per_second())
+    #[allow(clippy::cast_precision_loss)] // seconds since 1970 and ticks since boot: exact
+    Some(boot as f64 + stat.start_ticks as f64 / ticks_per_second() as f64)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_time_seconds() -> Option<u64> {
+fn start_time_seconds() -> Option<f64> {
     None
 }
 
@@ -196,7 +199,7 @@ mod tests {
         let text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
                     250 50 0 0 20 0 7 0 12345 104857600 2560 18446744073709551615 \
                     1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        let stat = parse_stat(text, 100, 4096).unwrap();
+        let stat = parse_stat(text.as_bytes(), 100, 4096).unwrap();
         assert_eq!(
             stat,
             Stat {
@@ -207,7 +210,11 @@ mod tests {
                 start_ticks: 12345,
             }
         );
-        assert_eq!(parse_stat("garbage", 100, 4096), None);
+        assert_eq!(parse_stat(b"garbage", 100, 4096), None);
+        // A name cut inside a multi-byte character is not UTF-8; the fields still parse.
+        let mut cut = b"4242 (a\xd0\xbc\xd0) S".to_vec();
+        cut.extend_from_slice(&text.as_bytes()[text.find(") S").unwrap() + 3..]);
+        assert_eq!(parse_stat(&cut, 100, 4096), Some(stat));
     }
 
     #[cfg(target_os = "linux")]
@@ -234,8 +241,11 @@ mod tests {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_secs();
+            .as_secs_f64();
         let start = ProcessMetrics::new().start_time_seconds.unwrap();
-        assert!(start <= now && now - start < 24 * 3600 * 365, "{start}");
+        assert!(
+            start <= now && now - start < 24.0 * 3600.0 * 365.0,
+            "{start}"
+        );
     }
 }

@@ -520,8 +520,43 @@ async fn exposition_passes_promtool_check_metrics() {
         Request::post("/echo").body(Body::from("hello")).unwrap(),
     )
     .await;
+    // Attribute keys that are not valid label names as they stand.
+    parts
+        .meter("odd.names")
+        .u64_counter("jobs.done")
+        .with_description("Jobs done.")
+        .build()
+        .add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("k8s:pod", "a"),
+                opentelemetry::KeyValue::new("9.lives", "b"),
+                opentelemetry::KeyValue::new("ключ", "c\"\n"),
+            ],
+        );
+    // Two keys that sanitize alike: one label, not a duplicate that would fail the scrape.
+    parts
+        .meter("odd.names")
+        .u64_counter("pods.seen")
+        .with_description("Pods seen.")
+        .build()
+        .add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("pod_name", "q"),
+                opentelemetry::KeyValue::new("pod.name", "p"),
+            ],
+        );
     let metrics = scrape(&app).await;
     assert!(metrics.contains("http_server_request_duration_seconds_bucket"));
+    assert!(
+        metrics.contains(r#"jobs_done_total{k8s_pod="a",_9_lives="b",____="c\"\n""#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"pods_seen_total{pod_name="p;q",otel_scope_name="odd.names"} 1"#),
+        "{metrics}"
+    );
     let complaints = common::promtool_check_metrics(&metrics);
     assert!(
         complaints.trim().is_empty(),

@@ -92,10 +92,8 @@ impl HttpInstruments {
 pub(crate) struct HttpTracing {
     pub(crate) tracer: SdkTracer,
     pub(crate) propagator: TextMapCompositePropagator,
-    /// What the sampler most likely decides for a request: `Some(sampled)` when that follows from
-    /// the configuration, `None` when it depends on the parent. Used only to size the span's
-    /// attribute vector ahead of the decision.
-    pub(crate) expect_sampled: Option<bool>,
+    /// The configured sampler: only to guess its decision (see `state::likely_sampled`).
+    pub(crate) sampler: crate::config::Sampler,
 }
 
 impl HttpTelemetryLayer {

@@ -13,6 +13,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use super::attributes::{self, Labels, Route};
 use super::layer::Shared;
 use super::series::{self, Measurements};
+use crate::config::{ParentBasedRoot, Sampler};
 
 /// How the request ended.
 #[derive(Clone, Copy)]
@@ -191,12 +192,7 @@ fn start_span<B>(
         .tracer
         .span_builder(route.span_name(labels))
         .with_kind(SpanKind::Server);
-    let expect_sampled = tracing.expect_sampled.unwrap_or_else(|| {
-        let parent = parent.span();
-        let parent = parent.span_context();
-        !parent.is_valid() || parent.is_sampled()
-    });
-    if expect_sampled {
+    if likely_sampled(tracing.sampler, parent.span().span_context()) {
         // Room for every attribute the span can get, so that a recording span never grows its
         // vector; an unsampled one allocates nothing.
         builder = builder.with_attributes(Vec::with_capacity(SPAN_ATTRIBUTES));
@@ -215,6 +211,23 @@ fn start_span<B>(
         add_request_attributes(&mut span, shared.attribute_value_length_limit, req, labels);
     }
     parent.with_span(span)
+}
+
+/// What the configured sampler will most likely decide (ratios count as "sampled" from 0.5 on):
+/// only used to size the span's attribute vector before the decision.
+fn likely_sampled(sampler: Sampler, parent: &SpanContext) -> bool {
+    let root = |root: ParentBasedRoot| match root {
+        ParentBasedRoot::AlwaysOn => true,
+        ParentBasedRoot::AlwaysOff => false,
+        ParentBasedRoot::TraceIdRatio(ratio) => ratio >= 0.5,
+    };
+    match sampler {
+        Sampler::AlwaysOn => true,
+        Sampler::AlwaysOff => false,
+        Sampler::TraceIdRatio(ratio) => ratio >= 0.5,
+        Sampler::ParentBased(_) if parent.is_valid() => parent.is_sampled(),
+        Sampler::ParentBased(parent_based_root) => root(parent_based_root),
+    }
 }
 
 /// The server span's attributes that are copied from the request.
