@@ -198,7 +198,7 @@ impl Writer<'_> {
         out.push_str(name);
         out.push('{');
         let start = out.len();
-        push_attributes(out, attributes);
+        push_attributes(out, attributes, SCOPE_LABELS);
         if !scope_labels.is_empty() {
             if out.len() > start {
                 out.push(',');
@@ -216,7 +216,7 @@ impl Writer<'_> {
         scope_labels: &str,
     ) {
         self.labels.clear();
-        push_attributes(&mut self.labels, attributes);
+        push_attributes(&mut self.labels, attributes, HISTOGRAM_LABELS);
         if !scope_labels.is_empty() {
             if !self.labels.is_empty() {
                 self.labels.push(',');
@@ -275,10 +275,16 @@ impl Writer<'_> {
     }
 }
 
+/// Label names the exposition writes itself; an attribute with one of them is shown as
+/// `exported_<name>`, as Prometheus does with clashing target labels.
+const SCOPE_LABELS: &[&str] = &["otel_scope_name", "otel_scope_version"];
+const HISTOGRAM_LABELS: &[&str] = &["otel_scope_name", "otel_scope_version", "le"];
+
 /// A data point's attributes as labels, appended to `out`. Keys that become the same label
 /// name once sanitized (`a.b` and `a_b`) would make a duplicate label, which fails the whole
 /// scrape: those are merged into one label whose values are joined with `;`, in key order.
-fn push_attributes<'k, I>(out: &mut String, attributes: impl Fn() -> I)
+/// Names in `reserved` get the `exported_` prefix.
+fn push_attributes<'k, I>(out: &mut String, attributes: impl Fn() -> I, reserved: &[&str])
 where
     I: Iterator<Item = &'k KeyValue>,
 {
@@ -293,6 +299,9 @@ where
         }
         let name_start = out.len();
         push_sanitized(out, kv.key.as_str(), NameKind::Label);
+        if reserved.contains(&&out[name_start..]) {
+            out.insert_str(name_start, EXPORTED);
+        }
         if let Some(slot) = names.get_mut(count) {
             *slot = (name_start, out.len());
         }
@@ -308,21 +317,27 @@ where
     });
     if count > CHECKED || duplicated {
         out.truncate(start);
-        push_merged_attributes(out, attributes());
+        push_merged_attributes(out, attributes(), reserved);
     }
 }
 
+const EXPORTED: &str = "exported_";
+
 /// The rare path of [`push_attributes`]: sanitized names sorted, equal ones merged.
-fn push_merged_attributes<'k>(out: &mut String, attributes: impl Iterator<Item = &'k KeyValue>) {
+fn push_merged_attributes<'k>(
+    out: &mut String,
+    attributes: impl Iterator<Item = &'k KeyValue>,
+    reserved: &[&str],
+) {
     let mut labels: Vec<(String, &str, String)> = attributes
         .map(|kv| {
             let mut value = String::new();
             push_value(&mut value, &kv.value);
-            (
-                sanitize(kv.key.as_str(), NameKind::Label),
-                kv.key.as_str(),
-                value,
-            )
+            let mut name = sanitize(kv.key.as_str(), NameKind::Label);
+            if reserved.contains(&name.as_str()) {
+                name.insert_str(0, EXPORTED);
+            }
+            (name, kv.key.as_str(), value)
         })
         .collect();
     labels.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -572,7 +587,7 @@ mod tests {
     fn keys_that_sanitize_alike_become_one_label() {
         let write = |attributes: &[KeyValue]| {
             let mut out = String::new();
-            push_attributes(&mut out, || attributes.iter());
+            push_attributes(&mut out, || attributes.iter(), HISTOGRAM_LABELS);
             out
         };
         assert_eq!(
@@ -587,6 +602,22 @@ mod tests {
         assert_eq!(
             write(&[KeyValue::new("z.y", "q\""), KeyValue::new("a", 7)]),
             r#"z_y="q\"",a="7""#
+        );
+        // Names the writer uses itself are renamed, on both paths.
+        assert_eq!(
+            write(&[
+                KeyValue::new("le", "x"),
+                KeyValue::new("otel.scope.name", "y")
+            ]),
+            r#"exported_le="x",exported_otel_scope_name="y""#
+        );
+        assert_eq!(
+            write(&[
+                KeyValue::new("le", "x"),
+                KeyValue::new("a.b", 1),
+                KeyValue::new("a_b", 2)
+            ]),
+            r#"a_b="1;2",exported_le="x""#
         );
         // Past the names checked one by one, the merging path still gives valid labels.
         let many: Vec<KeyValue> = (0..20)

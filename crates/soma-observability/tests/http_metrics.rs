@@ -547,8 +547,22 @@ async fn exposition_passes_promtool_check_metrics() {
                 opentelemetry::KeyValue::new("pod.name", "p"),
             ],
         );
+    // An attribute named like a label the exposition writes itself.
+    parts
+        .meter("odd.names")
+        .f64_histogram("queue.wait")
+        .with_unit("s")
+        .with_description("Time in the queue.")
+        .build()
+        .record(0.2, &[opentelemetry::KeyValue::new("le", "x")]);
     let metrics = scrape(&app).await;
     assert!(metrics.contains("http_server_request_duration_seconds_bucket"));
+    assert!(
+        metrics.contains(
+            r#"queue_wait_seconds_bucket{exported_le="x",otel_scope_name="odd.names",le="0.25"} 1"#
+        ),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(r#"jobs_done_total{k8s_pod="a",_9_lives="b",____="c\"\n""#),
         "{metrics}"
