@@ -57,17 +57,13 @@ pub(crate) fn write(
     reader.collect(rm)?;
     if !rm.resource().is_empty() {
         out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{");
-        let mut labels = String::new();
-        let mut attributes: Vec<_> = rm.resource().iter().collect();
-        attributes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        for (key, value) in attributes {
-            push_label(
-                &mut labels,
-                &sanitize(key.as_str(), NameKind::Label),
-                &value.as_str(),
-            );
-        }
-        out.push_str(&labels);
+        let mut attributes: Vec<KeyValue> = rm
+            .resource()
+            .iter()
+            .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
+            .collect();
+        attributes.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+        push_attributes(out, || attributes.iter(), &[]);
         out.push_str("} 1\n");
     }
     // Every metric with its family name and its scope's labels, sorted by name (stably: scopes
@@ -157,21 +153,23 @@ impl Writer<'_> {
                 match $data {
                     MetricData::Gauge(gauge) => {
                         for point in gauge.data_points() {
-                            self.line(name, || point.attributes(), scope_labels, point.value());
+                            self.set_labels(|| point.attributes(), scope_labels, SCOPE_LABELS);
+                            self.line(name, "", point.value());
                         }
                     }
                     MetricData::Sum(sum) => {
                         for point in sum.data_points() {
-                            self.line(name, || point.attributes(), scope_labels, point.value());
+                            self.set_labels(|| point.attributes(), scope_labels, SCOPE_LABELS);
+                            self.line(name, "", point.value());
                         }
                     }
                     MetricData::Histogram(histogram) => {
                         for point in histogram.data_points() {
-                            self.set_labels(|| point.attributes(), scope_labels);
+                            self.set_labels(|| point.attributes(), scope_labels, HISTOGRAM_LABELS);
                             self.set_bounds(|| point.bounds());
                             self.buckets(name, point.bucket_counts(), point.count());
-                            self.summary_line(name, "_sum", point.sum());
-                            self.summary_line(name, "_count", point.count());
+                            self.line(name, "_sum", point.sum());
+                            self.line(name, "_count", point.count());
                         }
                     }
                     // Left out by `kind`.
@@ -186,37 +184,15 @@ impl Writer<'_> {
         }
     }
 
-    /// `name{attributes,scope} value`
-    fn line<'k, I: Iterator<Item = &'k KeyValue>>(
-        &mut self,
-        name: &str,
-        attributes: impl Fn() -> I,
-        scope_labels: &str,
-        value: impl Number,
-    ) {
-        let out = &mut *self.out;
-        out.push_str(name);
-        out.push('{');
-        let start = out.len();
-        push_attributes(out, attributes, SCOPE_LABELS);
-        if !scope_labels.is_empty() {
-            if out.len() > start {
-                out.push(',');
-            }
-            out.push_str(scope_labels);
-        }
-        out.push_str("} ");
-        value.push_to(out);
-        out.push('\n');
-    }
-
+    /// The labels of the next lines: the data point's attributes, then the scope's.
     fn set_labels<'k, I: Iterator<Item = &'k KeyValue>>(
         &mut self,
         attributes: impl Fn() -> I,
         scope_labels: &str,
+        reserved: &[&str],
     ) {
         self.labels.clear();
-        push_attributes(&mut self.labels, attributes, HISTOGRAM_LABELS);
+        push_attributes(&mut self.labels, attributes, reserved);
         if !scope_labels.is_empty() {
             if !self.labels.is_empty() {
                 self.labels.push(',');
@@ -262,8 +238,8 @@ impl Writer<'_> {
         }
     }
 
-    /// `name_sum{labels} value` or `name_count{labels} value`.
-    fn summary_line(&mut self, name: &str, suffix: &str, value: impl Number) {
+    /// `name{labels} value`, or `name_sum{..}` / `name_count{..}` with a suffix.
+    fn line(&mut self, name: &str, suffix: &str, value: impl Number) {
         let out = &mut *self.out;
         out.push_str(name);
         out.push_str(suffix);
