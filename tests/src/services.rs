@@ -167,6 +167,14 @@ impl System {
             .unwrap_or_else(|| panic!("no service {name}"))
     }
 
+    /// The service with this binary name, to wait for it.
+    pub fn service_mut(&mut self, name: &str) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
     /// The gateway's base URL.
     pub fn gateway(&self) -> String {
         self.service("gateway").url.clone()

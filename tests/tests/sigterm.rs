@@ -80,11 +80,7 @@ async fn sigterm_during_load_drains_flushes_and_exits_cleanly() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let terminated_at = Instant::now();
     system.service("gateway").terminate();
-    let gateway_process = system
-        .services
-        .iter_mut()
-        .find(|s| s.name == "gateway")
-        .unwrap();
+    let gateway_process = system.service_mut("gateway");
     let status = gateway_process
         .wait(Duration::from_secs(25))
         .await
@@ -170,11 +166,7 @@ async fn sigterm_with_200_slow_requests_in_flight_completes_them_all() {
     })
     .await;
     system.service("gateway").terminate();
-    let gateway_process = system
-        .services
-        .iter_mut()
-        .find(|s| s.name == "gateway")
-        .unwrap();
+    let gateway_process = system.service_mut("gateway");
     let status = gateway_process
         .wait(Duration::from_secs(25))
         .await
@@ -230,11 +222,7 @@ async fn sigterm_with_a_hung_collector_still_exits_within_the_shutdown_deadline(
     }
     let started = Instant::now();
     system.service("gateway").terminate();
-    let gateway_process = system
-        .services
-        .iter_mut()
-        .find(|s| s.name == "gateway")
-        .unwrap();
+    let gateway_process = system.service_mut("gateway");
     let status = gateway_process.wait(Duration::from_secs(25)).await;
     let took = started.elapsed();
     assert!(status.is_some(), "the gateway did not exit");

@@ -168,11 +168,7 @@ fn page_size() -> u64 {
 /// The boot time (`btime` in `/proc/stat`) plus the process's start, in ticks after boot.
 #[cfg(target_os = "linux")]
 fn start_time_seconds() -> Option<f64> {
-    let stat = parse_stat(
-        &std::fs::read("/proc/self/stat").ok()?,
-        ticks_per_second(),
-        page_size(),
-    )?;
+    let stat = parse_stat(&read_stat()?, ticks_per_second(), page_size())?;
     let boot = std::fs::read_to_string("/proc/stat").ok()?;
     let boot: u64 = boot
         .lines()

@@ -520,10 +520,9 @@ async fn exposition_passes_promtool_check_metrics() {
         Request::post("/echo").body(Body::from("hello")).unwrap(),
     )
     .await;
+    let odd = parts.meter("odd.names");
     // Attribute keys that are not valid label names as they stand.
-    parts
-        .meter("odd.names")
-        .u64_counter("jobs.done")
+    odd.u64_counter("jobs.done")
         .with_description("Jobs done.")
         .build()
         .add(
@@ -535,9 +534,7 @@ async fn exposition_passes_promtool_check_metrics() {
             ],
         );
     // Two keys that sanitize alike: one label, not a duplicate that would fail the scrape.
-    parts
-        .meter("odd.names")
-        .u64_counter("pods.seen")
+    odd.u64_counter("pods.seen")
         .with_description("Pods seen.")
         .build()
         .add(
@@ -548,9 +545,7 @@ async fn exposition_passes_promtool_check_metrics() {
             ],
         );
     // An attribute named like a label the exposition writes itself.
-    parts
-        .meter("odd.names")
-        .f64_histogram("queue.wait")
+    odd.f64_histogram("queue.wait")
         .with_unit("s")
         .with_description("Time in the queue.")
         .build()
