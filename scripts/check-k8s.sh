@@ -5,7 +5,7 @@
 #
 #   1. renders the root kustomization (kubectl kustomize .);
 #   2. validates every object, rendered and file by file, against the Prometheus Operator CRD
-#      schemas (../shared/schemas, v0.93, made strict) and the Kubernetes schemas, and
+#      schemas (servicemonitors/crds, v0.93, made strict) and the Kubernetes schemas, and
 #      cross-checks ServiceMonitors, Services, Deployments, dashboards and rules
 #      (servicemonitors/tests/check_manifests.py);
 #   3. promtool check rules + promtool test rules (servicemonitors/tests/*.test.yaml);
@@ -21,7 +21,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
-readonly SCHEMAS="${SOMA_SCHEMAS_DIR:-${ROOT}/../shared/schemas}"
+readonly SCHEMAS="${SOMA_SCHEMAS_DIR:-${ROOT}/servicemonitors/crds}"
 readonly WORK="${ROOT}/target/k8s-check"
 readonly VENV="${WORK}/venv"
 readonly REQUIREMENTS="${ROOT}/servicemonitors/tests/requirements.txt"

@@ -55,6 +55,13 @@ for tool in cargo curl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "run-demo: $tool is required" >&2; exit 1; }
 done
 
+# Prometheus (and promtool) the way the test command gets them: apt-get when missing.
+echo "== checking the tools the demo needs (scripts/install-deps.sh)"
+if ! bash scripts/install-deps.sh; then
+  echo "run-demo: could not install Prometheus; install it with 'apt-get install -y prometheus' (as root) and run again" >&2
+  exit 1
+fi
+
 # name, port, Prometheus job; started in this order (peers first).
 services=(identity-service policy-engine slm-service orchestrator gateway)
 declare -A port=([orchestrator]=8000 [policy-engine]=8001 [identity-service]=8002 [slm-service]=8003 [gateway]=8080)
@@ -71,6 +78,10 @@ for name in "${services[@]}"; do
     exit 1
   fi
 done
+if port_in_use "$prometheus_port"; then
+  echo "run-demo: 127.0.0.1:$prometheus_port (for Prometheus) is already in use; stop what listens there first (a system Prometheus: systemctl stop prometheus)" >&2
+  exit 1
+fi
 
 echo "== building the services and soma-traffic ($profile)"
 build_flags=()
@@ -192,11 +203,7 @@ PY
 }
 
 prometheus_url=""
-if ! command -v prometheus >/dev/null 2>&1; then
-  echo "run-demo: prometheus is not installed (apt-get install -y prometheus); running without it"
-elif port_in_use "$prometheus_port"; then
-  echo "run-demo: 127.0.0.1:$prometheus_port is in use; running without a local Prometheus"
-else
+{
   config="$run_dir/prometheus.yml"
   {
     echo "global:"
@@ -226,7 +233,7 @@ else
   names+=(prometheus)
   wait_ready prometheus "http://127.0.0.1:$prometheus_port/-/ready" "$!"
   prometheus_url="http://127.0.0.1:$prometheus_port"
-fi
+}
 
 # One workflow by hand, for a sample trace id (the gateway's traceresponse header).
 gateway="http://127.0.0.1:${port[gateway]}"

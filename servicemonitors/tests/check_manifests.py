@@ -3,7 +3,7 @@
 
 1. Schemas: every object of the rendered `kubectl kustomize .` output, and of each manifest file
    on its own, validates against
-   - the Prometheus Operator CRD schemas (ServiceMonitor, PrometheusRule; ../shared/schemas),
+   - the Prometheus Operator CRD schemas (ServiceMonitor, PrometheusRule; servicemonitors/crds),
      made strict: `additionalProperties: false` wherever the CRD lists `properties` (the API
      server would silently prune an unknown field), `metadata` checked as a strict ObjectMeta,
      `x-kubernetes-list-type` map/set uniqueness;
