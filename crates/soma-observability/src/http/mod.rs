@@ -30,6 +30,10 @@
 //! spans and logs join the trace. The response carries a `traceresponse` header
 //! (`00-{trace_id}-{span_id}-{flags}`) so the caller can find the trace. Header values are never
 //! recorded except `User-Agent`, and sensitive query parameters are redacted in `url.query`.
+//! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
+//! as axum's `Query` extractor decodes them, ASCII case, whitespace and the separators `-`, `_`
+//! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
+//! of its parts is. The redacted pair keeps the name as sent: `to%6Ben=REDACTED`.
 //!
 //! # Layer placement
 //!

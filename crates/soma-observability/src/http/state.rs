@@ -248,9 +248,11 @@ fn add_request_attributes<B>(
         attributes::truncate(req.uri().path(), limit).to_owned(),
     ));
     if let Some(query) = req.uri().query() {
-        let mut redacted = attributes::redact_query(query);
-        redacted.truncate(attributes::truncate(&redacted, limit).len());
-        span.set_attribute(KeyValue::new(semconv::URL_QUERY, redacted));
+        let redacted = attributes::redact_query(query);
+        span.set_attribute(KeyValue::new(
+            semconv::URL_QUERY,
+            attributes::truncate(&redacted, limit).to_owned(),
+        ));
     }
     if let Some(agent) = req
         .headers()
