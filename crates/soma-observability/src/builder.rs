@@ -15,7 +15,7 @@ use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetect
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::config::ObservabilityConfig;
+use crate::config::{ObservabilityConfig, ProtoHeader};
 use crate::endpoint::METRICS_PATH;
 use crate::error::{ConfigError, SetupError};
 use crate::guard::ObservabilityGuard;
@@ -44,6 +44,8 @@ impl Observability {
                 .map(|p| (*p).to_owned())
                 .collect(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            tls_listener: None,
+            trusted_proto_header: None,
         }
     }
 }
@@ -78,6 +80,10 @@ pub struct ObservabilityBuilder {
     histogram_buckets: HashMap<String, Vec<f64>>,
     excluded_paths: Vec<String>,
     shutdown_timeout: Duration,
+    tls_listener: Option<bool>,
+    /// `None`: the configuration's; `Some(None)`: no header is trusted.
+    #[allow(clippy::option_option)]
+    trusted_proto_header: Option<Option<ProtoHeader>>,
 }
 
 impl ObservabilityBuilder {
@@ -122,6 +128,36 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Says whether the listener that serves the instrumented router terminates TLS (default
+    /// `false`). `url.scheme` (span attribute and metric label) is the listener's scheme: `http`
+    /// on a plain listener whatever the request line claims (`GET https://host/ HTTP/1.1`, an
+    /// HTTP/2 `:scheme: https`), `https` when this is `true`. Behind a TLS-terminating proxy,
+    /// see [`with_trusted_proto_header`](Self::with_trusted_proto_header) instead.
+    pub fn with_tls_listener(mut self, tls: bool) -> Self {
+        self.tls_listener = Some(tls);
+        self
+    }
+
+    /// Trusts `header`, set by your reverse proxy, to say which scheme the client used
+    /// (`url.scheme`); `None` trusts no header. Wins over `SOMA_TRUSTED_PROTO_HEADER`.
+    ///
+    /// Only enable it when every request reaches the service through that proxy and the proxy
+    /// overwrites the header (or appends to it: the last value counts), otherwise a client can
+    /// choose the label. Without a usable header the listener's scheme applies (see
+    /// [`with_tls_listener`](Self::with_tls_listener)).
+    ///
+    /// ```
+    /// use soma_observability::{config::ProtoHeader, Observability};
+    ///
+    /// let builder = Observability::builder("gateway")
+    ///     .with_trusted_proto_header(Some(ProtoHeader::XForwardedProto));
+    /// # let _ = builder;
+    /// ```
+    pub fn with_trusted_proto_header(mut self, header: Option<ProtoHeader>) -> Self {
+        self.trusted_proto_header = Some(header);
+        self
+    }
+
     /// Builds every part without touching process-global state: for tests, and for services
     /// that compose the pieces themselves.
     ///
@@ -130,10 +166,16 @@ impl ObservabilityBuilder {
     /// [`SetupError::Config`] if the environment holds an invalid `OTEL_*` value (when no
     /// configuration was given), [`SetupError::Exporter`] if an exporter cannot be built.
     pub fn build(self) -> Result<ObservabilityParts, SetupError> {
-        let config = match self.config {
+        let mut config = match self.config {
             Some(config) => config,
             None => ObservabilityConfig::from_env()?,
         };
+        if let Some(tls) = self.tls_listener {
+            config.tls_listener = tls;
+        }
+        if let Some(header) = self.trusted_proto_header {
+            config.trusted_proto_header = header;
+        }
         let resource = resource(&self.service_name, &config);
         let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
         let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
@@ -155,6 +197,10 @@ impl ObservabilityBuilder {
             excluded_paths: self.excluded_paths,
             routes: crate::http::RouteInterner::default(),
             attribute_value_length_limit: config.attribute_value_length_limit,
+            scheme: crate::http::SchemeRule {
+                tls_listener: config.tls_listener,
+                trusted_header: config.trusted_proto_header,
+            },
         });
         Ok(ObservabilityParts {
             config,

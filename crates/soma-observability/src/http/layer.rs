@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::SdkTracer;
 use opentelemetry_semantic_conventions::metric as semconv;
 use tower::{Layer, Service};
 
-use super::attributes::{Route, RouteInterner};
+use super::attributes::{Route, RouteInterner, SchemeRule};
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::series::InFlight;
@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) excluded_paths: Vec<String>,
     pub(crate) routes: RouteInterner,
     pub(crate) attribute_value_length_limit: usize,
+    /// How `url.scheme` is decided.
+    pub(crate) scheme: SchemeRule,
 }
 
 pub(crate) struct HttpInstruments {

@@ -35,6 +35,16 @@
 //! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
 //! of its parts is. The redacted pair keeps the name as sent: `to%6Ben=REDACTED`.
 //!
+//! # `url.scheme`
+//!
+//! The scheme is the connection's, never the request line's: `http` on a plain listener even
+//! for an absolute-form `GET https://host/ HTTP/1.1` or an HTTP/2 `:scheme: https`; `https`
+//! when the listener terminates TLS
+//! ([`with_tls_listener`](crate::ObservabilityBuilder::with_tls_listener)) or when a proxy the
+//! user trusts says so in the header named by
+//! [`with_trusted_proto_header`](crate::ObservabilityBuilder::with_trusted_proto_header) (or
+//! `SOMA_TRUSTED_PROTO_HEADER`).
+//!
 //! # Layer placement
 //!
 //! Add the layer with `Router::layer` *after* the application's routes, so it sees the matched
@@ -53,6 +63,6 @@ pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
-pub(crate) use attributes::RouteInterner;
 pub(crate) use attributes::{method as method_attribute, redact_query};
+pub(crate) use attributes::{RouteInterner, SchemeRule};
 pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};

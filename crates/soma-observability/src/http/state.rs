@@ -45,7 +45,7 @@ impl RequestState {
         route: Arc<Route>,
     ) -> Self {
         let start = Instant::now();
-        let labels = Labels::of(req);
+        let labels = Labels::of(req, shared.scheme);
         if let Some(metrics) = &shared.metrics {
             metrics.in_flight(labels, 1);
         }
