@@ -46,6 +46,7 @@ impl Observability {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             tls_listener: None,
             trusted_proto_header: None,
+            catch_panic: true,
         }
     }
 }
@@ -84,6 +85,7 @@ pub struct ObservabilityBuilder {
     /// `None`: the configuration's; `Some(None)`: no header is trusted.
     #[allow(clippy::option_option)]
     trusted_proto_header: Option<Option<ProtoHeader>>,
+    catch_panic: bool,
 }
 
 impl ObservabilityBuilder {
@@ -158,6 +160,21 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Whether a panic in a handler is caught and answered with an empty `500 Internal Server
+    /// Error` (default `true`), as tower-http's `CatchPanicLayer` does. A body that panics
+    /// while streaming then ends with an error, which aborts the response.
+    ///
+    /// Either way the panic is recorded as an error in every signal: the request is counted
+    /// with `error_type="panic"`, its server span gets status Error, `error.type = "panic"` and
+    /// an `exception` event with the panic message, and an ERROR `tracing` event (target
+    /// `panic`) is emitted in the request's trace. With `false` the panic then continues
+    /// unwinding into the server, as without this crate: hyper drops the connection and the
+    /// client gets no response. Opt out when a layer of your own inside this one handles panics.
+    pub fn with_catch_panic(mut self, catch: bool) -> Self {
+        self.catch_panic = catch;
+        self
+    }
+
     /// Builds every part without touching process-global state: for tests, and for services
     /// that compose the pieces themselves.
     ///
@@ -201,6 +218,7 @@ impl ObservabilityBuilder {
                 tls_listener: config.tls_listener,
                 trusted_header: config.trusted_proto_header,
             },
+            catch_panic: self.catch_panic,
         });
         Ok(ObservabilityParts {
             config,

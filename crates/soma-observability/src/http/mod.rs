@@ -19,8 +19,9 @@
 //! or `_OTHER`; `http_route` is the axum route template (`/users/{id}`, nested routers included)
 //! and is absent when no route matched, so every unmatched path shares one series;
 //! `http_response_status_code` is a number; nothing from the host, the query, headers or bodies
-//! becomes a label. `error_type` is the status code for 5xx responses, or the inner service's
-//! error type when it failed before producing a response.
+//! becomes a label. `error_type` is the status code for 5xx responses, `panic` when the handler
+//! or the response body panicked (see [Panics](#panics)), or the inner service's error type when
+//! it failed before producing a response.
 //!
 //! # Spans
 //!
@@ -34,6 +35,28 @@
 //! as axum's `Query` extractor decodes them, ASCII case, whitespace and the separators `-`, `_`
 //! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
 //! of its parts is. The redacted pair keeps the name as sent: `to%6Ben=REDACTED`.
+//!
+//! # Panics
+//!
+//! A panic is an error in every signal, wherever it happens, and never looks like a client that
+//! went away:
+//!
+//! - a panicking handler is answered with an empty `500 Internal Server Error` (as tower-http's
+//!   `CatchPanicLayer` would), counted with `http_response_status_code="500"` and
+//!   `error_type="panic"`;
+//! - a response body that panics while it streams ends with an error, so the server aborts the
+//!   response (HTTP/1.1 closes the connection, HTTP/2 resets the stream) instead of ending it as
+//!   if it were complete; it is counted with the status already sent and `error_type="panic"`;
+//! - either way the server span gets status Error (described by the panic message),
+//!   `error.type = "panic"` and an `exception` event (`exception.type = "panic"`,
+//!   `exception.message`), and an ERROR `tracing` event with target `panic` is emitted in the
+//!   request's trace, so it reaches OTLP logs with the request's trace id.
+//!
+//! [`with_catch_panic(false)`](crate::ObservabilityBuilder::with_catch_panic) keeps all of that
+//! but lets the panic continue into the server afterwards (hyper drops the connection), for
+//! services that handle panics in a layer of their own. A request whose client disconnects is
+//! still recorded as cancelled: no status, no error, and the event "request cancelled before a
+//! response was produced" on its span.
 //!
 //! # `url.scheme`
 //!
