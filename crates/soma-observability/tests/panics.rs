@@ -2,7 +2,9 @@
 //! socket and as a real OTLP receiver sees it; a client that goes away is still a cancellation.
 //!
 //! Own test binary: it sets a `tracing` default subscriber (current-thread runtimes, so the
-//! server's tasks run where it is set).
+//! server's tasks run where it is set), and `tracing`'s callsite interest cache is shared by
+//! every test of a process: tests that panic without a subscriber are in
+//! `panic_responses.rs`.
 
 mod common;
 
@@ -12,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
-use common::{build, hex, metrics_only, otlp_config, sample, string_attr, FakeOtlp};
+use common::{build, hex, otlp_config, sample, string_attr, FakeOtlp};
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -22,10 +24,6 @@ const CANCELLED: &str = "request cancelled before a response was produced";
 
 fn explode() -> &'static str {
     panic!("boom: the handler exploded")
-}
-
-fn routes() -> Router {
-    routes_with(std::sync::Arc::new(tokio::sync::Notify::new()))
 }
 
 /// The routes; `/stream-panic` sends its first chunk, then panics once `go` is notified.
@@ -234,48 +232,6 @@ async fn check_logs(otlp: &FakeOtlp, handler_trace: &str, body_trace: &str) {
             "{log:?}"
         );
     }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn without_catch_panic_the_connection_drops_but_the_panic_is_still_recorded() {
-    let parts = soma_observability::Observability::builder("uncaught")
-        .with_config(metrics_only())
-        .with_catch_panic(false)
-        .build()
-        .unwrap();
-    let (addr, server) = serve(parts.instrument(routes()).unwrap()).await;
-    let client = reqwest::Client::new();
-    // As without this crate: hyper drops the connection, the client gets no response.
-    let err = client
-        .get(format!("http://{addr}/panic"))
-        .send()
-        .await
-        .unwrap_err();
-    assert!(!err.is_status(), "{err:?}");
-    let metrics = parts.render_metrics().unwrap();
-    let line = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("http_server_request_duration_seconds_count{")
-                && l.contains(r#"http_route="/panic""#)
-        })
-        .unwrap_or_else(|| panic!("the panicked request is in no metric:\n{metrics}"));
-    assert!(line.contains(r#"error_type="panic""#), "{line}");
-    assert!(line.ends_with(" 1"), "{line}");
-    assert!(!line.contains("http_response_status_code"), "{line}");
-    assert_eq!(
-        sample(&metrics, "http_server_active_requests", &[]),
-        Some(0.0),
-        "{metrics}"
-    );
-    // The server itself survives (only the connection's task ended).
-    let response = client
-        .get(format!("http://{addr}/ok"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    server.abort();
 }
 
 #[tokio::test(flavor = "current_thread")]
