@@ -128,6 +128,26 @@ pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use serve::shutdown_signal;
 
+/// The OpenTelemetry API this crate is built on (0.33), re-exported so that your instruments,
+/// attributes and tracers are the very types [`get_meter`] and [`get_tracer`] use.
+///
+/// Use it instead of a direct `opentelemetry` dependency:
+/// `soma_observability::opentelemetry::KeyValue`,
+/// `soma_observability::opentelemetry::metrics::Counter`,
+/// `soma_observability::opentelemetry::trace::{TraceContextExt, Tracer}`. A second
+/// `opentelemetry` of another version in your `Cargo.toml` has its own types and its own
+/// globals: `expected Counter<u64>, found a different Counter<u64>`, or metrics that never
+/// reach `/metrics`.
+pub use opentelemetry;
+
+/// The `tracing` crate whose events and spans this crate's subscriber sends to stdout and OTLP:
+/// `soma_observability::tracing::info!(..)`, `soma_observability::tracing::info_span!(..)`.
+///
+/// The `#[tracing::instrument]` attribute expands to `::tracing::..` paths, so it needs
+/// `tracing` as a direct dependency (`cargo add tracing@0.1`); any 0.1 version is the same
+/// crate as this one, cargo unifies them.
+pub use tracing;
+
 use axum::Router;
 
 /// Sets up metrics, traces and logs for `service_name` and instruments `router`: the one line
@@ -164,7 +184,7 @@ where
 ///     .u64_counter("checkout.orders")
 ///     .with_description("Orders placed.")
 ///     .build();
-/// orders.add(1, &[opentelemetry::KeyValue::new("payment.method", "card")]);
+/// orders.add(1, &[soma_observability::opentelemetry::KeyValue::new("payment.method", "card")]);
 /// ```
 pub fn get_meter(name: &'static str) -> opentelemetry::metrics::Meter {
     opentelemetry::global::meter(name)
