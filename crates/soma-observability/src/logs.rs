@@ -1,9 +1,11 @@
 //! Logs: `tracing` events to stdout and, through the OpenTelemetry bridge, to OTLP.
 //!
 //! The stdout layer prints every event the `RUST_LOG` filter lets through, in text or JSON.
-//! The OTLP layer exports the same events, except those of the exporters' own stack (hyper, h2,
-//! tonic, tower, reqwest, the OpenTelemetry crates and this crate): exporting those would produce more of
-//! them, an endless telemetry-induced-telemetry loop. The same targets never become spans.
+//! The OTLP layer exports the same events, except those of the exporters' own stack (the crates
+//! `hyper`, `hyper_util`, `h2`, `tonic`, `tower`, `reqwest` and the OpenTelemetry crates, matched
+//! by whole crate name): exporting those would produce more of them, an endless
+//! telemetry-induced-telemetry loop. The same targets never become spans. Every other crate's
+//! events are the application's and are exported, `tower_http`'s included.
 //! Each exported record carries the trace and span id that was current when it was emitted.
 //!
 //! Stdout lines cannot be forged: in text format a newline or carriage return inside an event
@@ -38,17 +40,30 @@ use tracing_subscriber::Layer;
 use crate::config::{ExporterKind, LogFormat, ObservabilityConfig, Protocol};
 use crate::error::{ConfigError, SetupError, Signal};
 
-/// Targets whose events and spans never reach the OTLP pipelines.
-const EXPORTER_TARGETS: &[&str] = &["hyper", "h2", "tonic", "tower", "reqwest", "opentelemetry"];
+/// The crates of the OTLP exporters' own stack (HTTP and gRPC clients), by the name their
+/// `tracing` targets start with: their events and spans never reach the OTLP pipelines.
+///
+/// Matched by whole crate name, never as a prefix: `tower` is here, but `tower_http` (whose
+/// `TraceLayer` and `CatchPanicLayer` events belong to the application) is not. The exporters
+/// use none of tower-http's logging parts (reqwest only uses its `follow-redirect`).
+const EXPORTER_CRATES: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tonic",
+    "tonic_prost",
+    "tower",
+    "reqwest",
+];
 
+/// Whether `target` belongs to the exporters' stack: one of [`EXPORTER_CRATES`], or an
+/// OpenTelemetry crate (`opentelemetry`, `opentelemetry_sdk`, `opentelemetry-otlp`, ...).
 fn is_exporter_target(target: &str) -> bool {
-    EXPORTER_TARGETS.iter().any(|prefix| {
-        target.starts_with(prefix)
-            && target[prefix.len()..]
-                .chars()
-                .next()
-                .is_none_or(|c| c == ':' || c == '_' || c == '-')
-    })
+    let krate = target.split("::").next().unwrap_or(target);
+    EXPORTER_CRATES.contains(&krate)
+        || krate
+            .strip_prefix("opentelemetry")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['_', '-']))
 }
 
 /// Builds the logger provider, or `None` when logs are not exported over OTLP.
@@ -349,6 +364,15 @@ mod tests {
         assert!(!is_exporter_target("gateway"));
         assert!(!is_exporter_target("hyperdrive"));
         assert!(!is_exporter_target("towel::x"));
+        assert!(is_exporter_target("tower::buffer::worker"));
+        assert!(is_exporter_target("tonic::transport::channel"));
+        assert!(is_exporter_target("opentelemetry"));
+        assert!(!is_exporter_target("opentelemetryish"));
+        // Application middleware whose name starts like an exporter crate.
+        assert!(!is_exporter_target("tower_http::trace::on_response"));
+        assert!(!is_exporter_target("tower_http::catch_panic"));
+        assert!(!is_exporter_target("hyperlocal"));
+        assert!(!is_exporter_target("h2o::x"));
     }
 
     #[test]
