@@ -103,6 +103,7 @@
 mod builder;
 mod client;
 pub mod config;
+mod deferred;
 mod endpoint;
 mod error;
 mod exposition;
@@ -177,7 +178,11 @@ where
 
 /// A meter from the global provider, for custom business metrics; they appear on `/metrics`.
 ///
-/// Before [`setup_observability`] it returns a no-op meter.
+/// It may be called before [`setup_observability`] (to keep instruments in the app state that
+/// `.with_state(..)` hands to the router before setup): such instruments record into the
+/// installed provider from their first measurement after setup. Measurements made before setup
+/// are not recorded; observable instruments' callbacks run from setup on. (Meters from
+/// `opentelemetry::global::meter` made before setup stay no-ops forever: use this function.)
 ///
 /// ```
 /// let orders = soma_observability::get_meter("checkout")
@@ -187,7 +192,7 @@ where
 /// orders.add(1, &[soma_observability::opentelemetry::KeyValue::new("payment.method", "card")]);
 /// ```
 pub fn get_meter(name: &'static str) -> opentelemetry::metrics::Meter {
-    opentelemetry::global::meter(name)
+    deferred::meter(name)
 }
 
 /// A tracer from the global provider, for spans made with the OpenTelemetry API.
