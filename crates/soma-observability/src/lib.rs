@@ -25,7 +25,9 @@
 //!   `process_start_time_seconds`, ...) and `target_info` with the service's resource;
 //! - creates a `SERVER` span per request, continuing the caller's W3C `traceparent`, and sends
 //!   spans over OTLP;
-//! - sends `tracing` events to stdout and over OTLP logs, each with its trace and span id;
+//! - sends `tracing` events to stdout and over OTLP logs, each with the trace and span id of
+//!   the span it was emitted in (`trace_id=.. span_id=..` at the end of a text line, two fields
+//!   in JSON);
 //! - reads the standard `OTEL_*` variables (see [`config`]).
 //!
 //! A service without a collector runs normally: exports fail in the background, with bounded
@@ -83,8 +85,12 @@
 //!
 //! # Custom telemetry
 //!
-//! [`get_meter`] returns a meter whose instruments land in the same `/metrics`; histograms in
-//! seconds get second-scale buckets. [`get_tracer`] returns the global tracer; `tracing` spans
+//! The crate re-exports the OpenTelemetry API ([`opentelemetry`]) and [`tracing`]: use
+//! `soma_observability::opentelemetry::KeyValue` rather than a direct `opentelemetry`
+//! dependency, whose other version would have other types and other globals.
+//!
+//! [`get_meter`] returns a meter whose instruments land in the same `/metrics`, even when made
+//! before setup (in the app state); histograms in seconds get second-scale buckets. [`get_tracer`] returns the global tracer; `tracing` spans
 //! in handlers also become OpenTelemetry spans, children of the request's server span.
 //! [`HttpClient`] propagates the context to downstream services.
 //!
