@@ -7,14 +7,15 @@
 //!
 //! So before installation [`get_meter`](crate::get_meter) returns a meter whose instruments
 //! bind late: each one creates its real SDK instrument (same name, description, unit,
-//! boundaries, scope) from the installed provider at its first measurement after installation,
-//! and records into it from then on. Observable instruments keep their callbacks and are
-//! registered with the provider when it is installed. Measurements made *before* installation
-//! have no pipeline to go to and are not recorded. After installation `get_meter` returns the
-//! provider's own meter, with no indirection.
+//! boundaries, scope) from the installed provider, and records into it from then on.
+//! Measurements made *before* installation (a build-info gauge set while the state is made) are
+//! kept, up to [`EARLY_MEASUREMENTS_LIMIT`] per instrument, and replayed in order at
+//! installation; beyond the limit they are counted and reported by one warning naming the meter
+//! and the instrument. Observable instruments keep their callbacks and are registered with the
+//! provider at installation. After installation `get_meter` returns the provider's own meter,
+//! with no indirection.
 
 use std::borrow::Cow;
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use opentelemetry::metrics::{
@@ -101,7 +102,7 @@ macro_rules! deferred_sync {
     ($($method:ident: $instrument:ident<$value:ty>),* $(,)?) => {$(
         fn $method(&self, b: InstrumentBuilder<'_, $instrument<$value>>) -> $instrument<$value> {
             let spec = Spec { name: b.name, description: b.description, unit: b.unit };
-            $instrument::new(Arc::new(Late::new(self.scope.clone(), move |meter: &Meter| {
+            $instrument::new(Arc::new(Late::new(self.scope.clone(), spec.name.clone(), move |meter: &Meter| {
                 apply_spec!(meter.$method(spec.name.clone()), spec).build()
             })))
         }
@@ -113,7 +114,7 @@ macro_rules! deferred_histogram {
         fn $method(&self, b: HistogramBuilder<'_, Histogram<$value>>) -> Histogram<$value> {
             let spec = Spec { name: b.name, description: b.description, unit: b.unit };
             let boundaries = b.boundaries;
-            Histogram::new(Arc::new(Late::new(self.scope.clone(), move |meter: &Meter| {
+            Histogram::new(Arc::new(Late::new(self.scope.clone(), spec.name.clone(), move |meter: &Meter| {
                 let builder = apply_spec!(meter.$method(spec.name.clone()), spec);
                 match boundaries.clone() {
                     Some(boundaries) => builder.with_boundaries(boundaries).build(),
@@ -205,30 +206,49 @@ real! {
 
 type Make<I> = Box<dyn Fn(&Meter) -> I + Send + Sync>;
 
-/// A synchronous instrument whose real instrument is created at its first measurement after
-/// installation.
-struct Late<I>(Arc<LateInner<I>>);
+/// Measurements kept per instrument before installation; beyond, they are counted and reported.
+pub(crate) const EARLY_MEASUREMENTS_LIMIT: usize = 1024;
 
-struct LateInner<I> {
+/// A synchronous instrument whose real instrument is created at installation (if it was used
+/// before) or at its first measurement after it.
+struct Late<I, T>(Arc<LateInner<I, T>>);
+
+struct LateInner<I, T> {
     scope: InstrumentationScope,
+    name: Cow<'static, str>,
     make: Make<I>,
     real: OnceLock<I>,
+    early: Mutex<Early<T>>,
 }
 
-impl<I> Late<I> {
+/// What was recorded before installation, replayed into the real instrument at installation.
+struct Early<T> {
+    measurements: Vec<(T, Vec<KeyValue>)>,
+    dropped: u64,
+    registered: bool,
+}
+
+impl<I, T> Late<I, T> {
     fn new(
         scope: InstrumentationScope,
+        name: Cow<'static, str>,
         make: impl Fn(&Meter) -> I + Send + Sync + 'static,
     ) -> Self {
         Self(Arc::new(LateInner {
             scope,
+            name,
             make: Box::new(make),
             real: OnceLock::new(),
+            early: Mutex::new(Early {
+                measurements: Vec::new(),
+                dropped: 0,
+                registered: false,
+            }),
         }))
     }
 }
 
-impl<I> LateInner<I> {
+impl<I, T> LateInner<I, T> {
     /// The real instrument, or `None` while nothing is installed.
     fn real(&self) -> Option<&I> {
         if let Some(real) = self.real.get() {
@@ -242,11 +262,59 @@ impl<I> LateInner<I> {
     }
 }
 
-impl<T: 'static, I: Real<T>> SyncInstrument<T> for Late<I> {
-    fn measure(&self, value: T, attributes: &[KeyValue]) {
-        if let Some(real) = self.0.real() {
-            real.measure(value, attributes);
+impl<T: Send + 'static, I: Real<T>> LateInner<I, T> {
+    fn measure(self: &Arc<Self>, value: T, attributes: &[KeyValue]) {
+        if let Some(real) = self.real() {
+            return real.measure(value, attributes);
         }
+        let register = {
+            let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
+            if early.measurements.len() < EARLY_MEASUREMENTS_LIMIT {
+                early.measurements.push((value, attributes.to_vec()));
+            } else {
+                early.dropped += 1;
+            }
+            !std::mem::replace(&mut early.registered, true)
+        };
+        if register {
+            let inner = Arc::clone(self);
+            register_observable(Box::new(move |_| inner.replay()));
+        }
+        // Installation may have happened since `real()` said no: replay now, not never.
+        if PROVIDER.get().is_some() {
+            self.replay();
+        }
+    }
+
+    /// Records what was measured before installation into the real instrument, in order.
+    fn replay(&self) {
+        let Some(real) = self.real() else {
+            return;
+        };
+        let (measurements, dropped) = {
+            let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                std::mem::take(&mut early.measurements),
+                std::mem::take(&mut early.dropped),
+            )
+        };
+        for (value, attributes) in measurements {
+            real.measure(value, &attributes);
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                meter = %self.scope.name(),
+                instrument = %self.name,
+                dropped,
+                "measurements made before setup_observability beyond the first {EARLY_MEASUREMENTS_LIMIT} were dropped"
+            );
+        }
+    }
+}
+
+impl<T: Send + 'static, I: Real<T>> SyncInstrument<T> for Late<I, T> {
+    fn measure(&self, value: T, attributes: &[KeyValue]) {
+        self.0.measure(value, attributes);
     }
 
     fn bind(&self, attributes: &[KeyValue]) -> Box<dyn BoundSyncInstrument<T> + Send + Sync> {
@@ -254,27 +322,29 @@ impl<T: 'static, I: Real<T>> SyncInstrument<T> for Late<I> {
             instrument: Arc::clone(&self.0),
             attributes: attributes.to_vec(),
             bound: OnceLock::new(),
-            value: PhantomData,
         })
     }
 }
 
-/// A bound handle of a [`Late`] instrument: binds the real instrument once it exists.
+/// A bound handle of a [`Late`] instrument: binds the real instrument once it exists, and
+/// records through the instrument (with its attributes) before.
 struct LateBound<I: Real<T>, T> {
-    instrument: Arc<LateInner<I>>,
+    instrument: Arc<LateInner<I, T>>,
     attributes: Vec<KeyValue>,
     bound: OnceLock<I::Bound>,
-    value: PhantomData<fn(T)>,
 }
 
-impl<T: 'static, I: Real<T>> BoundSyncInstrument<T> for LateBound<I, T> {
+impl<T: Send + 'static, I: Real<T>> BoundSyncInstrument<T> for LateBound<I, T> {
     fn measure(&self, value: T) {
         if let Some(bound) = self.bound.get() {
             return I::measure_bound(bound, value);
         }
-        if let Some(real) = self.instrument.real() {
-            let bound = self.bound.get_or_init(|| real.bind(&self.attributes));
-            I::measure_bound(bound, value);
+        match self.instrument.real() {
+            Some(real) => {
+                let bound = self.bound.get_or_init(|| real.bind(&self.attributes));
+                I::measure_bound(bound, value);
+            }
+            None => self.instrument.measure(value, &self.attributes),
         }
     }
 }

@@ -186,8 +186,9 @@ where
 ///
 /// It may be called before [`setup_observability`] (to keep instruments in the app state that
 /// `.with_state(..)` hands to the router before setup): such instruments record into the
-/// installed provider from their first measurement after setup. Measurements made before setup
-/// are not recorded; observable instruments' callbacks run from setup on. (Meters from
+/// installed provider. What they record before setup is kept (up to 1 024 measurements per
+/// instrument; beyond, one warning at setup names the meter and instrument) and replayed at
+/// setup; observable instruments' callbacks run from setup on. (Meters from
 /// `opentelemetry::global::meter` made before setup stay no-ops forever: use this function.)
 ///
 /// ```

@@ -15,6 +15,9 @@ use soma_observability::opentelemetry::metrics::{Counter, Histogram};
 use soma_observability::opentelemetry::KeyValue;
 use soma_observability::{get_meter, setup_observability};
 
+/// The per-instrument limit of measurements kept before setup (`deferred.rs`).
+const EARLY_LIMIT: usize = 1024;
+
 #[derive(Clone)]
 struct AppState {
     orders: Counter<u64>,
@@ -52,10 +55,24 @@ async fn instruments_created_before_setup_show_on_metrics() {
         .with_description("Orders waiting.")
         .with_callback(|observer| observer.observe(7, &[]))
         .build();
-    // No pipeline exists yet: this one is not recorded.
+    // Recorded before any pipeline exists: kept and replayed at setup.
     state
         .orders
         .add(100, &[KeyValue::new("payment.method", "cash")]);
+    card.add(2);
+    let build_info = meter
+        .u64_gauge("checkout.build.info")
+        .with_description("Build information.")
+        .build();
+    build_info.record(1, &[KeyValue::new("version", "1.2.3")]);
+    // Beyond the limit per instrument, early measurements are dropped and reported.
+    let burst = meter
+        .u64_counter("checkout.burst")
+        .with_description("Early burst.")
+        .build();
+    for _ in 0..EARLY_LIMIT + 10 {
+        burst.add(1, &[]);
+    }
 
     let app = Router::new()
         .route(
@@ -90,8 +107,8 @@ async fn instruments_created_before_setup_show_on_metrics() {
             "checkout_orders_total",
             &[r#"payment_method="cash""#, scope]
         ),
-        Some(1.0),
-        "{metrics}"
+        Some(101.0),
+        "a measurement made before setup is replayed: {metrics}"
     );
     assert_eq!(
         sample(
@@ -99,7 +116,7 @@ async fn instruments_created_before_setup_show_on_metrics() {
             "checkout_orders_total",
             &[r#"payment_method="card""#]
         ),
-        Some(3.0),
+        Some(5.0),
         "a counter bound before setup records too: {metrics}"
     );
     // A histogram in seconds made before setup gets the second-scale buckets.
@@ -127,6 +144,18 @@ async fn instruments_created_before_setup_show_on_metrics() {
         "{metrics}"
     );
     assert_eq!(
+        sample(&metrics, "checkout_build_info", &[r#"version="1.2.3""#]),
+        Some(1.0),
+        "a gauge set only before setup shows: {metrics}"
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let limit = EARLY_LIMIT as f64;
+    assert_eq!(
+        sample(&metrics, "checkout_burst_total", &[]),
+        Some(limit),
+        "{metrics}"
+    );
+    assert_eq!(
         sample(&metrics, "checkout_oven_temperature", &[]),
         Some(180.5),
         "{metrics}"
@@ -149,4 +178,29 @@ async fn instruments_created_before_setup_show_on_metrics() {
         .add(1, &[]);
     let metrics = scrape(&app).await;
     assert_eq!(sample(&metrics, "checkout_refunds_total", &[]), Some(1.0));
+}
+
+/// The early measurements beyond the limit are reported on stdout at setup, naming the meter and
+/// the instrument: the scenario above runs again in a child process whose stdout is read.
+#[test]
+fn early_measurements_beyond_the_limit_are_reported_at_setup() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "instruments_created_before_setup_show_on_metrics",
+            "--nocapture",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let warning = stdout
+        .lines()
+        .find(|l| l.contains("made before setup_observability"))
+        .unwrap_or_else(|| panic!("no warning in {stdout}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("meter=checkout"), "{warning}");
+    assert!(warning.contains("instrument=checkout.burst"), "{warning}");
+    assert!(warning.contains("dropped=10"), "{warning}");
 }
