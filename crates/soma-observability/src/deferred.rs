@@ -31,7 +31,8 @@ use crate::metrics::SecondsBucketsProvider;
 /// The installed provider, once [`bind`] ran.
 static PROVIDER: OnceLock<SecondsBucketsProvider> = OnceLock::new();
 
-/// Observable instruments created before installation, registered by [`bind`].
+/// What [`bind`] runs at installation: registering observable instruments made before it, and
+/// replaying the measurements instruments recorded before it.
 type Registration = Box<dyn FnOnce(&SecondsBucketsProvider) + Send>;
 static PENDING: Mutex<Vec<Registration>> = Mutex::new(Vec::new());
 
@@ -60,8 +61,8 @@ pub(crate) fn bind(provider: SecondsBucketsProvider) {
     }
 }
 
-/// Runs `register` now if the provider is installed, otherwise when it is.
-fn register_observable(register: Registration) {
+/// Runs `register` now if the provider is installed, otherwise at installation.
+fn when_installed(register: Registration) {
     let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
     match PROVIDER.get() {
         Some(provider) => {
@@ -134,7 +135,7 @@ macro_rules! deferred_observable {
             let spec = Spec { name: b.name, description: b.description, unit: b.unit };
             let callbacks = b.callbacks;
             let scope = self.scope.clone();
-            register_observable(Box::new(move |provider: &SecondsBucketsProvider| {
+            when_installed(Box::new(move |provider: &SecondsBucketsProvider| {
                 let meter = provider.meter_with_scope(scope);
                 let mut builder = apply_spec!(meter.$method(spec.name.clone()), spec);
                 for callback in callbacks {
@@ -278,7 +279,7 @@ impl<T: Send + 'static, I: Real<T>> LateInner<I, T> {
         };
         if register {
             let inner = Arc::clone(self);
-            register_observable(Box::new(move |_| inner.replay()));
+            when_installed(Box::new(move |_| inner.replay()));
         }
         // Installation may have happened since `real()` said no: replay now, not never.
         if PROVIDER.get().is_some() {
