@@ -3,6 +3,12 @@
 //! - [`ConfigError`]: a configuration value (from code or from an `OTEL_*` variable) is not valid.
 //! - [`SetupError`]: building or installing the telemetry pipelines failed.
 //! - [`ShutdownError`]: flushing or shutting down a provider failed or timed out.
+//!
+//! Their `Debug` form is their message (followed by any cause the message does not already
+//! include), as `anyhow` prints errors: a `main` that returns `Result<(), Box<dyn Error>>`
+//! prints `Error: {err:?}`, and a user must read
+//! `OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected ...`, not the enum's fields. The
+//! fields are public on each variant for code that needs them.
 
 use std::time::Duration;
 
@@ -32,7 +38,7 @@ impl std::fmt::Display for Signal {
 ///
 /// The message names the setting, the rejected value and what is accepted, e.g.
 /// `OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected grpc or http/protobuf`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// An environment variable holds a value that cannot be used.
@@ -56,7 +62,7 @@ pub enum ConfigError {
 }
 
 /// Building or installing the telemetry pipelines failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
     /// The configuration is not valid.
@@ -110,7 +116,7 @@ pub enum SetupError {
 }
 
 /// Flushing or shutting down telemetry failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
     /// Shutdown did not finish within its deadline; pending telemetry may be lost.
@@ -119,4 +125,97 @@ pub enum ShutdownError {
     /// One or more providers reported errors while shutting down.
     #[error("telemetry shutdown reported errors: {}", .0.join("; "))]
     Providers(Vec<String>),
+}
+
+/// `Debug` is the readable message (see the [module docs](self)).
+macro_rules! readable_debug {
+    ($($error:ty),* $(,)?) => {$(
+        impl std::fmt::Debug for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write_readable(self, f)
+            }
+        }
+    )*};
+}
+
+readable_debug!(ConfigError, SetupError, ShutdownError);
+
+/// Writes `error`'s message, then each cause in its source chain that the message does not
+/// already contain, in the `Caused by:` layout `anyhow` uses.
+fn write_readable(
+    error: &dyn std::error::Error,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    let message = error.to_string();
+    f.write_str(&message)?;
+    let mut heading = false;
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        let text = source.to_string();
+        if !message.contains(&text) {
+            if !heading {
+                f.write_str("\n\nCaused by:")?;
+                heading = true;
+            }
+            write!(f, "\n    {text}")?;
+        }
+        cause = source.source();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_the_readable_message() {
+        let err = SetupError::from(ConfigError::InvalidEnv {
+            var: "OTEL_EXPORTER_OTLP_PROTOCOL",
+            value: "htp".to_owned(),
+            expected: "grpc or http/protobuf",
+        });
+        let expected =
+            r#"OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected grpc or http/protobuf"#;
+        assert_eq!(format!("{err:?}"), expected);
+        assert_eq!(format!("{err:#?}"), expected);
+        // What `main() -> Result<(), Box<dyn Error>>` prints.
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(format!("Error: {boxed:?}"), format!("Error: {expected}"));
+        assert_eq!(
+            format!(
+                "{:?}",
+                ShutdownError::Providers(vec!["traces: failed".to_owned()])
+            ),
+            "telemetry shutdown reported errors: traces: failed"
+        );
+    }
+
+    #[test]
+    fn debug_adds_causes_the_message_does_not_show() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("inner cause"));
+        let mut out = String::new();
+        std::fmt::write(&mut out, format_args!("{}", Readable(&err))).unwrap();
+        assert_eq!(out, "outer\n\nCaused by:\n    inner cause");
+
+        let listener = SetupError::MetricsListener {
+            address: ([127, 0, 0, 1], 9).into(),
+            source: std::io::Error::other("address in use"),
+        };
+        assert_eq!(
+            format!("{listener:?}"),
+            listener.to_string(),
+            "cause shown once"
+        );
+    }
+
+    struct Readable<'a>(&'a dyn std::error::Error);
+    impl std::fmt::Display for Readable<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write_readable(self.0, f)
+        }
+    }
 }

@@ -1,9 +1,15 @@
 //! Logs: `tracing` events to stdout and, through the OpenTelemetry bridge, to OTLP.
 //!
 //! The stdout layer prints every event the `RUST_LOG` filter lets through, in text or JSON.
-//! The OTLP layer exports the same events, except those of the exporters' own stack (hyper, h2,
-//! tonic, tower, reqwest, the OpenTelemetry crates and this crate): exporting those would produce more of
-//! them, an endless telemetry-induced-telemetry loop. The same targets never become spans.
+//! An event emitted inside a span (the request's server span, or a handler `tracing` span) ends
+//! with ` trace_id=<32 hex> span_id=<16 hex>` in text, and has `"trace_id"` and `"span_id"`
+//! fields in JSON, the same ids as the span and the OTLP log record: `kubectl logs` lines join
+//! their traces.
+//! The OTLP layer exports the same events, except those of the exporters' own stack (the crates
+//! `hyper`, `hyper_util`, `h2`, `tonic`, `tower`, `reqwest` and the OpenTelemetry crates, matched
+//! by whole crate name): exporting those would produce more of them, an endless
+//! telemetry-induced-telemetry loop. The same targets never become spans. Every other crate's
+//! events are the application's and are exported, `tower_http`'s included.
 //! Each exported record carries the trace and span id that was current when it was emitted.
 //!
 //! Stdout lines cannot be forged: in text format a newline or carriage return inside an event
@@ -38,17 +44,30 @@ use tracing_subscriber::Layer;
 use crate::config::{ExporterKind, LogFormat, ObservabilityConfig, Protocol};
 use crate::error::{ConfigError, SetupError, Signal};
 
-/// Targets whose events and spans never reach the OTLP pipelines.
-const EXPORTER_TARGETS: &[&str] = &["hyper", "h2", "tonic", "tower", "reqwest", "opentelemetry"];
+/// The crates of the OTLP exporters' own stack (HTTP and gRPC clients), by the name their
+/// `tracing` targets start with: their events and spans never reach the OTLP pipelines.
+///
+/// Matched by whole crate name, never as a prefix: `tower` is here, but `tower_http` (whose
+/// `TraceLayer` and `CatchPanicLayer` events belong to the application) is not. The exporters
+/// use none of tower-http's logging parts (reqwest only uses its `follow-redirect`).
+const EXPORTER_CRATES: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tonic",
+    "tonic_prost",
+    "tower",
+    "reqwest",
+];
 
+/// Whether `target` belongs to the exporters' stack: one of [`EXPORTER_CRATES`], or an
+/// OpenTelemetry crate (`opentelemetry`, `opentelemetry_sdk`, `opentelemetry-otlp`, ...).
 fn is_exporter_target(target: &str) -> bool {
-    EXPORTER_TARGETS.iter().any(|prefix| {
-        target.starts_with(prefix)
-            && target[prefix.len()..]
-                .chars()
-                .next()
-                .is_none_or(|c| c == ':' || c == '_' || c == '-')
-    })
+    let krate = target.split("::").next().unwrap_or(target);
+    EXPORTER_CRATES.contains(&krate)
+        || krate
+            .strip_prefix("opentelemetry")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['_', '-']))
 }
 
 /// Builds the logger provider, or `None` when logs are not exported over OTLP.
@@ -229,15 +248,24 @@ pub(crate) fn subscriber(
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
     let filter = || EnvFilter::builder().parse_lossy(&config.log_filter);
     let not_exporter = || filter_fn(|meta| !is_exporter_target(meta.target()));
+    let colour = colour_stdout();
     let stdout = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(colour_stdout())
+            .with_ansi(colour)
+            .map_event_format(|format| WithTraceIds {
+                inner: format.with_ansi(colour),
+                json: false,
+            })
             .with_writer(|| OneLineWriter(io::stdout()))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .map_event_format(|format| WithTraceIds {
+                inner: format,
+                json: true,
+            })
             .boxed(),
     }
     .with_filter(filter().and(rate_limited_sdk_logs()));
@@ -254,6 +282,70 @@ pub(crate) fn subscriber(
         .with(stdout)
         .with(spans)
         .with(logs)
+}
+
+/// The stdout event format, plus the trace and span id of the OpenTelemetry context current when
+/// the event was emitted (the request's server span, or a handler `tracing` span, which
+/// tracing-opentelemetry makes current on enter), so that a `kubectl logs` line can be joined to
+/// its trace: ` trace_id=<32 hex> span_id=<16 hex>` at the end of a text line, `"trace_id"` and
+/// `"span_id"` fields in a JSON object. Events outside any span are unchanged.
+struct WithTraceIds<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((trace_id, span_id)) = current_trace_ids() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        // Colours are decided by `inner` itself (`Format::with_ansi`), not by this buffer.
+        let mut line = String::with_capacity(256);
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line.as_str(), ""),
+        };
+        match body.strip_suffix('}').filter(|_| self.json) {
+            Some(object) => {
+                let comma = if object.ends_with('{') { "" } else { "," };
+                write!(
+                    writer,
+                    r#"{object}{comma}"trace_id":"{trace_id}","span_id":"{span_id}"}}{newline}"#
+                )
+            }
+            None => write!(
+                writer,
+                "{body} trace_id={trace_id} span_id={span_id}{newline}"
+            ),
+        }
+    }
+}
+
+/// The trace and span id of the OpenTelemetry context current on this thread, if it has a span.
+fn current_trace_ids() -> Option<(opentelemetry::trace::TraceId, opentelemetry::trace::SpanId)> {
+    use opentelemetry::trace::TraceContextExt as _;
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let context = span.span_context();
+        context
+            .is_valid()
+            .then(|| (context.trace_id(), context.span_id()))
+    })
 }
 
 /// Colours only for a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
@@ -349,6 +441,15 @@ mod tests {
         assert!(!is_exporter_target("gateway"));
         assert!(!is_exporter_target("hyperdrive"));
         assert!(!is_exporter_target("towel::x"));
+        assert!(is_exporter_target("tower::buffer::worker"));
+        assert!(is_exporter_target("tonic::transport::channel"));
+        assert!(is_exporter_target("opentelemetry"));
+        assert!(!is_exporter_target("opentelemetryish"));
+        // Application middleware whose name starts like an exporter crate.
+        assert!(!is_exporter_target("tower_http::trace::on_response"));
+        assert!(!is_exporter_target("tower_http::catch_panic"));
+        assert!(!is_exporter_target("hyperlocal"));
+        assert!(!is_exporter_target("h2o::x"));
     }
 
     #[test]
