@@ -16,6 +16,21 @@ pub struct Target {
     pub address: String,
 }
 
+/// One exemplar read back from Prometheus.
+#[derive(Clone, Debug)]
+pub struct Exemplar {
+    /// The `job` of the series it belongs to.
+    pub job: String,
+    /// The bucket's `le` label, if the series is a histogram bucket.
+    pub le: String,
+    /// Its `trace_id` label (32 hex digits).
+    pub trace_id: String,
+    /// Its `span_id` label (16 hex digits).
+    pub span_id: String,
+    /// The measured value.
+    pub value: f64,
+}
+
 /// A running `prometheus` process; killed on drop.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -28,7 +43,9 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus scraping `targets` every second, with the recording and alerting rules
-    /// of `servicemonitors/prometheus-rules.yaml` (the PrometheusRule's `spec`) loaded.
+    /// of `servicemonitors/prometheus-rules.yaml` (the PrometheusRule's `spec`) loaded, and
+    /// exemplar storage on (`--enable-feature=exemplar-storage`), so that it scrapes OpenMetrics
+    /// and keeps the exemplars it reads.
     pub async fn start(targets: &[Target]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let rules = rules_file(&crate::repo_root().join("servicemonitors/prometheus-rules.yaml"));
@@ -62,6 +79,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=exemplar-storage")
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -132,6 +150,81 @@ impl Prometheus {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every active target's `job` and its last scrape error (empty when the scrape worked).
+    pub async fn scrape_errors(&self) -> Vec<(String, String)> {
+        let body: Value = self
+            .client
+            .get(format!("{}/api/v1/targets", self.url))
+            .send()
+            .await
+            .expect("targets API")
+            .json()
+            .await
+            .expect("targets JSON");
+        body["data"]["activeTargets"]
+            .as_array()
+            .map(|targets| {
+                targets
+                    .iter()
+                    .map(|t| {
+                        (
+                            t["labels"]["job"].as_str().unwrap_or_default().to_owned(),
+                            t["lastError"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `/api/v1/query_exemplars` over the last `minutes`: every exemplar's labels
+    /// (`trace_id`, `span_id`) and value, with the series' `job`.
+    pub async fn query_exemplars(&self, query: &str, minutes: u64) -> Vec<Exemplar> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let start = now.saturating_sub(minutes * 60).to_string();
+        let end = (now + 60).to_string();
+        let body: Value = self
+            .client
+            .get(format!("{}/api/v1/query_exemplars", self.url))
+            .query(&[("query", query), ("start", &start), ("end", &end)])
+            .send()
+            .await
+            .expect("exemplars API")
+            .json()
+            .await
+            .expect("exemplars JSON");
+        assert_eq!(body["status"], "success", "query_exemplars: {body}");
+        let mut exemplars = Vec::new();
+        for series in body["data"].as_array().into_iter().flatten() {
+            let job = series["seriesLabels"]["job"].as_str().unwrap_or_default();
+            for exemplar in series["exemplars"].as_array().into_iter().flatten() {
+                let label = |name: &str| {
+                    exemplar["labels"][name]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                exemplars.push(Exemplar {
+                    job: job.to_owned(),
+                    trace_id: label("trace_id"),
+                    span_id: label("span_id"),
+                    value: exemplar["value"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN),
+                    le: series["seriesLabels"]["le"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+        }
+        exemplars
     }
 
     /// Stops the server.

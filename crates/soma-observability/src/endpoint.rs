@@ -1,16 +1,19 @@
 //! `GET /metrics`: the Prometheus text exposition of the SDK's metrics (written by
 //! [`crate::exposition`]), the process metrics ([`crate::process`]) and whatever is registered
-//! in the `prometheus` registry.
+//! in the `prometheus` registry; in OpenMetrics when the scraper asks for it, gzipped when it
+//! accepts gzip ([`crate::openmetrics`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use prometheus::{Encoder, TextEncoder};
+
+use crate::exposition::Format;
 
 /// The path the metrics endpoint is mounted on.
 pub const METRICS_PATH: &str = "/metrics";
@@ -51,14 +54,32 @@ where
 {
     Router::new().route(
         METRICS_PATH,
-        get(move || std::future::ready(render_response(&exposition))),
+        get(move |headers: HeaderMap| std::future::ready(render_response(&exposition, &headers))),
     )
 }
 
-fn render_response(exposition: &Exposition) -> Response {
-    match render(exposition) {
+fn render_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
+    let format = crate::openmetrics::negotiate(headers.get(header::ACCEPT));
+    let content_type = match format {
+        Format::Prometheus => prometheus::TEXT_FORMAT,
+        Format::OpenMetrics => crate::openmetrics::OPENMETRICS_CONTENT_TYPE,
+    };
+    let vary = HeaderValue::from_static("Accept, Accept-Encoding");
+    match render_as(exposition, format) {
+        Ok(body) if crate::openmetrics::accepts_gzip(headers.get(header::ACCEPT_ENCODING)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                (header::VARY, vary),
+            ],
+            crate::openmetrics::gzip(body.as_bytes()),
+        )
+            .into_response(),
         Ok(body) => (
-            [(header::CONTENT_TYPE, TextEncoder::new().format_type())],
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::VARY, vary),
+            ],
             body,
         )
             .into_response(),
@@ -75,6 +96,14 @@ fn render_response(exposition: &Exposition) -> Response {
 
 /// Renders every metric family in the Prometheus text format.
 pub(crate) fn render(exposition: &Exposition) -> Result<String, prometheus::Error> {
+    render_as(exposition, Format::Prometheus)
+}
+
+/// Renders every metric family in `format`.
+pub(crate) fn render_as(
+    exposition: &Exposition,
+    format: Format,
+) -> Result<String, prometheus::Error> {
     let last_len = exposition.last_len.load(Ordering::Relaxed);
     let mut text = String::with_capacity(last_len + last_len / 8);
     {
@@ -83,12 +112,15 @@ pub(crate) fn render(exposition: &Exposition) -> Result<String, prometheus::Erro
             .collected
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::exposition::write(&exposition.reader, &mut collected, &mut text)
+        crate::exposition::write(&exposition.reader, &mut collected, &mut text, format)
             .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
     }
-    exposition.process.write(&mut text);
+    exposition.process.write(&mut text, format);
     let families = exposition.registry.gather();
-    if !families.is_empty() {
+    if format == Format::OpenMetrics {
+        crate::openmetrics::write_registry(&families, &mut text);
+        text.push_str("# EOF\n");
+    } else if !families.is_empty() {
         let mut buf = Vec::with_capacity(4 * 1024);
         TextEncoder::new().encode(&families, &mut buf)?;
         text.push_str(&String::from_utf8_lossy(&buf));

@@ -47,16 +47,31 @@ impl MetricReader for SharedReader {
     }
 }
 
+/// The text format a scrape asked for (see [`crate::openmetrics`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The Prometheus text format 0.0.4, for every client that does not ask for OpenMetrics.
+    Prometheus,
+    /// OpenMetrics 1.0 text: counters' family names without `_total`, `# UNIT` lines,
+    /// `target_info` as an info family, exemplars, and `# EOF` (written by the endpoint).
+    OpenMetrics,
+}
+
 /// Collects `reader` into `rm` (kept across scrapes, so the SDK refills its buffers instead of
 /// allocating new ones) and appends the exposition to `out`.
 pub(crate) fn write(
     reader: &ManualReader,
     rm: &mut ResourceMetrics,
     out: &mut String,
+    format: Format,
 ) -> OTelSdkResult {
     reader.collect(rm)?;
     if !rm.resource().is_empty() {
-        out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{");
+        out.push_str(match format {
+            Format::Prometheus => "# HELP target_info Target metadata\n# TYPE target_info gauge\n",
+            Format::OpenMetrics => "# HELP target Target metadata\n# TYPE target info\n",
+        });
+        out.push_str("target_info{");
         let mut attributes: Vec<KeyValue> = rm
             .resource()
             .iter()
@@ -88,6 +103,7 @@ pub(crate) fn write(
     metrics.sort_by(|a, b| a.0.cmp(&b.0));
     let mut writer = Writer {
         out,
+        format,
         labels: String::with_capacity(256),
         bounds: Vec::new(),
         le: Vec::new(),
@@ -95,7 +111,7 @@ pub(crate) fn write(
     let mut previous: Option<&str> = None;
     for (name, kind, metric, scope_labels) in &metrics {
         if previous != Some(name.as_str()) {
-            writer.header(name, metric.description(), kind);
+            writer.header(name, metric, kind);
             previous = Some(name);
         }
         writer.metric(name, metric, scope_labels);
@@ -126,6 +142,7 @@ fn kind(metric: &Metric) -> Option<(&'static str, bool)> {
 /// Writes sample lines, reusing its buffers from one data point to the next.
 struct Writer<'a> {
     out: &'a mut String,
+    format: Format,
     /// The current histogram point's labels.
     labels: String,
     /// The bucket bounds `le` holds the formatted values of.
@@ -134,17 +151,38 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn header(&mut self, name: &str, help: &str, kind: &str) {
+    fn header(&mut self, name: &str, metric: &Metric, kind: &str) {
         let out = &mut *self.out;
+        let openmetrics = self.format == Format::OpenMetrics;
+        // OpenMetrics names a counter's family without the `_total` of its sample.
+        let family = match kind {
+            "counter" if openmetrics => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
         out.push_str("# HELP ");
-        out.push_str(name);
+        out.push_str(family);
         out.push(' ');
-        push_escaped(out, help, false);
+        push_escaped(out, metric.description(), openmetrics);
         out.push_str("\n# TYPE ");
-        out.push_str(name);
+        out.push_str(family);
         out.push(' ');
         out.push_str(kind);
         out.push('\n');
+        if openmetrics {
+            // A family name that ends with its unit says so; OpenMetrics requires the suffix.
+            if let Some(unit) = unit_suffix(metric.unit()) {
+                if family
+                    .strip_suffix(unit.as_str())
+                    .is_some_and(|rest| rest.ends_with('_'))
+                {
+                    out.push_str("# UNIT ");
+                    out.push_str(family);
+                    out.push(' ');
+                    out.push_str(&unit);
+                    out.push('\n');
+                }
+            }
+        }
     }
 
     fn metric(&mut self, name: &str, metric: &Metric, scope_labels: &str) {
@@ -420,8 +458,9 @@ fn push_label(labels: &mut String, key: &str, value: &str) {
     labels.push('"');
 }
 
-/// Appends `text` with `\` and newlines escaped, and `"` too in a label value.
-fn push_escaped(out: &mut String, text: &str, label_value: bool) {
+/// Appends `text` with `\` and newlines escaped, and `"` too in a label value (and in an
+/// OpenMetrics help text).
+pub(crate) fn push_escaped(out: &mut String, text: &str, label_value: bool) {
     let special = |c: char| c == '\\' || c == '\n' || (label_value && c == '"');
     if !text.contains(special) {
         out.push_str(text);

@@ -118,6 +118,7 @@ pub mod http;
 mod install;
 mod logs;
 mod metrics;
+mod openmetrics;
 mod process;
 pub mod propagation;
 mod serve;

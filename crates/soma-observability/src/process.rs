@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use crate::exposition::Format;
+
 /// What a scrape reads, taken from `/proc/self/stat`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Stat {
@@ -60,11 +62,12 @@ impl ProcessMetrics {
 
     /// Appends the process families to `out`.
     #[cfg(target_os = "linux")]
-    pub(crate) fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String, format: Format) {
         let stat = read_stat().and_then(|raw| parse_stat(&raw, ticks_per_second(), page_size()));
         if let Some(stat) = stat {
             family(
                 out,
+                format,
                 "process_cpu_seconds_total",
                 "Total user and system CPU time spent in seconds.",
                 "counter",
@@ -75,6 +78,7 @@ impl ProcessMetrics {
             // The listing's own descriptor is one of the entries, as in other clients.
             family(
                 out,
+                format,
                 "process_open_fds",
                 "Number of open file descriptors.",
                 "gauge",
@@ -84,6 +88,7 @@ impl ProcessMetrics {
         if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
             family(
                 out,
+                format,
                 "process_max_fds",
                 "Maximum number of open file descriptors.",
                 "gauge",
@@ -93,6 +98,7 @@ impl ProcessMetrics {
         if let Some(stat) = stat {
             family(
                 out,
+                format,
                 "process_virtual_memory_bytes",
                 "Virtual memory size in bytes.",
                 "gauge",
@@ -100,6 +106,7 @@ impl ProcessMetrics {
             );
             family(
                 out,
+                format,
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
                 "gauge",
@@ -109,6 +116,7 @@ impl ProcessMetrics {
         if let Some(start) = self.start_time_seconds {
             family(
                 out,
+                format,
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
                 "gauge",
@@ -118,6 +126,7 @@ impl ProcessMetrics {
         if let Some(stat) = stat {
             family(
                 out,
+                format,
                 "process_threads",
                 "Number of OS threads in the process.",
                 "gauge",
@@ -127,7 +136,7 @@ impl ProcessMetrics {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn write(&self, _out: &mut String) {}
+    pub(crate) fn write(&self, _out: &mut String, _format: Format) {}
 }
 
 /// `/proc/self/stat` (a few hundred bytes) in one `read`, without the size query of
@@ -148,10 +157,22 @@ fn read_stat() -> Option<Vec<u8>> {
     Some(buf[..len].to_vec())
 }
 
-fn family(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+fn family(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    help: &str,
+    kind: &str,
+    value: impl std::fmt::Display,
+) {
+    // OpenMetrics names a counter's family without the `_total` of its sample.
+    let family = match (format, kind) {
+        (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
     let _ = write!(
         out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        "# HELP {family} {help}\n# TYPE {family} {kind}\n{name} {value}\n"
     );
 }
 
@@ -217,7 +238,7 @@ mod tests {
     #[test]
     fn the_running_process_reports_every_family() {
         let mut out = String::new();
-        ProcessMetrics::new().write(&mut out);
+        ProcessMetrics::new().write(&mut out, Format::Prometheus);
         for name in [
             "process_cpu_seconds_total",
             "process_open_fds",
