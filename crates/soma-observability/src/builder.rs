@@ -2,6 +2,7 @@
 //! [`ObservabilityParts`] (no globals) or an installed router and guard.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -47,6 +48,7 @@ impl Observability {
             tls_listener: None,
             trusted_proto_header: None,
             catch_panic: true,
+            exemplar_filter: None,
         }
     }
 }
@@ -86,9 +88,25 @@ pub struct ObservabilityBuilder {
     #[allow(clippy::option_option)]
     trusted_proto_header: Option<Option<ProtoHeader>>,
     catch_panic: bool,
+    exemplar_filter: Option<crate::config::ExemplarFilter>,
 }
 
 impl ObservabilityBuilder {
+    /// Turns exemplars on `/metrics` off (`false`) or back to the configuration's filter
+    /// (`true`; `OTEL_METRICS_EXEMPLAR_FILTER`, `trace_based` by default). Code wins over the
+    /// environment.
+    pub fn with_exemplars(mut self, enabled: bool) -> Self {
+        self.exemplar_filter = (!enabled).then_some(crate::config::ExemplarFilter::AlwaysOff);
+        self
+    }
+
+    /// Chooses which histogram measurements become exemplars, whatever
+    /// `OTEL_METRICS_EXEMPLAR_FILTER` says.
+    pub fn with_exemplar_filter(mut self, filter: crate::config::ExemplarFilter) -> Self {
+        self.exemplar_filter = Some(filter);
+        self
+    }
+
     /// Uses this configuration instead of reading the environment.
     pub fn with_config(mut self, config: ObservabilityConfig) -> Self {
         self.config = Some(config);
@@ -194,8 +212,15 @@ impl ObservabilityBuilder {
             config.trusted_proto_header = header;
         }
         let resource = resource(&self.service_name, &config);
-        let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
-        let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
+        let mut metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
+        metrics.exposition.exemplars = Arc::new(crate::exemplars::ExemplarStore::new(
+            self.exemplar_filter.unwrap_or(config.exemplar_filter),
+        ));
+        let meter = crate::metrics::SecondsBucketsProvider(
+            metrics.provider.clone(),
+            Arc::clone(&metrics.exposition.exemplars),
+        )
+        .meter(SCOPE);
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
         let logger_provider = crate::logs::build(&config, resource, &meter)?;
         let propagator = crate::propagation::build(&config.propagators);
@@ -296,7 +321,15 @@ impl ObservabilityParts {
     /// A meter whose instruments land in this part's `/metrics`, with the same default seconds
     /// buckets as [`get_meter`](crate::get_meter) after installation.
     pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
-        crate::metrics::SecondsBucketsProvider(self.meter_provider.clone()).meter(name)
+        self.seconds_buckets_provider().meter(name)
+    }
+
+    /// The provider behind [`meter`](Self::meter) and [`get_meter`](crate::get_meter).
+    pub(crate) fn seconds_buckets_provider(&self) -> crate::metrics::SecondsBucketsProvider {
+        crate::metrics::SecondsBucketsProvider(
+            self.meter_provider.clone(),
+            Arc::clone(&self.exposition.exemplars),
+        )
     }
 
     /// The SDK meter provider itself (for flushing, or for meters without the default seconds

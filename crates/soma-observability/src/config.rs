@@ -32,12 +32,14 @@
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` | export interval in ms (> 0; `0` would busy-spin) | `1000` | error |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE` | queue size (> 0; `0` would drop everything) | `16384` | error |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
+//! | `OTEL_METRICS_EXEMPLAR_FILTER` | which histogram measurements become exemplars on `/metrics` (OpenMetrics only): `trace_based` (inside a sampled span), `always_on`, `always_off` | `trace_based` | error |
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
 //! | `SOMA_TRUSTED_PROTO_HEADER` | the header your reverse proxy sets to the client's scheme, trusted for `url.scheme`: `x-forwarded-proto`, `forwarded` (its `proto=`) or `none`. Set it only when every request comes through that proxy and the proxy overwrites (or appends to) the header | `none`: `url.scheme` is the listener's (`http`, or `https` with [`with_tls_listener`](crate::ObservabilityBuilder::with_tls_listener)); the request line never decides | error |
 
+pub use crate::exemplars::ExemplarFilter;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -101,6 +103,8 @@ pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SI
 pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
 /// `RUST_LOG`.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// `OTEL_METRICS_EXEMPLAR_FILTER`.
+pub const OTEL_METRICS_EXEMPLAR_FILTER: &str = "OTEL_METRICS_EXEMPLAR_FILTER";
 /// `SOMA_LOG_FORMAT`.
 pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
 /// `SOMA_METRICS_ADDR`.
@@ -248,6 +252,8 @@ pub struct ObservabilityConfig {
     /// Whether the listener serving the instrumented router terminates TLS (`url.scheme` is then
     /// `https`). Not read from the environment: the code that binds the listener knows it.
     pub tls_listener: bool,
+    /// `OTEL_METRICS_EXEMPLAR_FILTER`: which histogram measurements become exemplars.
+    pub exemplar_filter: ExemplarFilter,
 }
 
 /// Default batch delay: short enough that a short-lived job exports, long enough to batch.
@@ -422,6 +428,18 @@ impl ObservabilityConfig {
                 )?
                 .flatten(),
             tls_listener: false,
+            exemplar_filter: env
+                .parse(
+                    OTEL_METRICS_EXEMPLAR_FILTER,
+                    "trace_based, always_on or always_off",
+                    |v| match v {
+                        "trace_based" => Some(ExemplarFilter::TraceBased),
+                        "always_on" => Some(ExemplarFilter::AlwaysOn),
+                        "always_off" => Some(ExemplarFilter::AlwaysOff),
+                        _ => None,
+                    },
+                )?
+                .unwrap_or_default(),
         })
     }
 

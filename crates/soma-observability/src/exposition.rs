@@ -21,6 +21,8 @@ use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, Re
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
 
+use crate::exemplars::{Exemplar, ExemplarStore, InstrumentExemplars};
+
 /// A reader shared between the meter provider and the `/metrics` endpoint.
 #[derive(Clone, Debug)]
 pub(crate) struct SharedReader(pub(crate) Arc<ManualReader>);
@@ -64,7 +66,10 @@ pub(crate) fn write(
     rm: &mut ResourceMetrics,
     out: &mut String,
     format: Format,
+    exemplars: Option<&ExemplarStore>,
 ) -> OTelSdkResult {
+    // Only OpenMetrics can carry exemplars.
+    let exemplars = exemplars.filter(|_| format == Format::OpenMetrics);
     reader.collect(rm)?;
     if !rm.resource().is_empty() {
         out.push_str(match format {
@@ -97,7 +102,11 @@ pub(crate) fn write(
                 continue;
             };
             let name = family_name(metric, monotonic);
-            metrics.push((name, kind, metric, Rc::clone(&scope_labels)));
+            let exemplars = match (exemplars, kind) {
+                (Some(store), "histogram") => store.lookup(scope.name(), metric.name()),
+                _ => None,
+            };
+            metrics.push((name, kind, metric, Rc::clone(&scope_labels), exemplars));
         }
     }
     metrics.sort_by(|a, b| a.0.cmp(&b.0));
@@ -107,14 +116,15 @@ pub(crate) fn write(
         labels: String::with_capacity(256),
         bounds: Vec::new(),
         le: Vec::new(),
+        exemplars: Vec::new(),
     };
     let mut previous: Option<&str> = None;
-    for (name, kind, metric, scope_labels) in &metrics {
+    for (name, kind, metric, scope_labels, exemplars) in &metrics {
         if previous != Some(name.as_str()) {
             writer.header(name, metric, kind);
             previous = Some(name);
         }
-        writer.metric(name, metric, scope_labels);
+        writer.metric(name, metric, scope_labels, exemplars.as_ref());
     }
     Ok(())
 }
@@ -148,6 +158,8 @@ struct Writer<'a> {
     /// The bucket bounds `le` holds the formatted values of.
     bounds: Vec<f64>,
     le: Vec<String>,
+    /// The current histogram point's exemplars, one slot per bucket (empty: none).
+    exemplars: Vec<Option<Exemplar>>,
 }
 
 impl Writer<'_> {
@@ -185,7 +197,13 @@ impl Writer<'_> {
         }
     }
 
-    fn metric(&mut self, name: &str, metric: &Metric, scope_labels: &str) {
+    fn metric(
+        &mut self,
+        name: &str,
+        metric: &Metric,
+        scope_labels: &str,
+        exemplars: Option<&InstrumentExemplars>,
+    ) {
         macro_rules! by_type {
             ($data:expr) => {
                 match $data {
@@ -205,6 +223,12 @@ impl Writer<'_> {
                         for point in histogram.data_points() {
                             self.set_labels(|| point.attributes(), scope_labels, HISTOGRAM_LABELS);
                             self.set_bounds(|| point.bounds());
+                            self.exemplars.clear();
+                            if let Some(series) =
+                                exemplars.and_then(|e| e.series(point.attributes()))
+                            {
+                                series.by_bucket(&self.bounds, &mut self.exemplars);
+                            }
                             self.buckets(name, point.bucket_counts(), point.count());
                             self.line(name, "_sum", point.sum());
                             self.line(name, "_count", point.count());
@@ -262,7 +286,7 @@ impl Writer<'_> {
             cumulative += counts.next().unwrap_or(0);
             (le.as_str(), cumulative)
         });
-        for (le, value) in finite.chain([("+Inf", count)]) {
+        for (bucket, (le, value)) in finite.chain([("+Inf", count)]).enumerate() {
             let out = &mut *self.out;
             out.push_str(name);
             out.push_str("_bucket{");
@@ -272,6 +296,9 @@ impl Writer<'_> {
             out.push_str(le);
             out.push_str("\"} ");
             value.push_to(out);
+            if let Some(Some(exemplar)) = self.exemplars.get(bucket) {
+                push_exemplar(out, exemplar);
+            }
             out.push('\n');
         }
     }
@@ -287,6 +314,21 @@ impl Writer<'_> {
         value.push_to(out);
         out.push('\n');
     }
+}
+
+/// ` # {trace_id="…",span_id="…"} value timestamp`, the OpenMetrics exemplar of a bucket.
+fn push_exemplar(out: &mut String, exemplar: &Exemplar) {
+    out.push_str(" # {");
+    if let Some((trace_id, span_id)) = exemplar.ids {
+        let _ = write!(out, "trace_id=\"{trace_id}\",span_id=\"{span_id}\"");
+    }
+    out.push_str("} ");
+    exemplar.value.push_to(out);
+    let time = exemplar
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let _ = write!(out, " {}.{:03}", time.as_secs(), time.subsec_millis());
 }
 
 /// Label names the exposition writes itself; an attribute with one of them is shown as

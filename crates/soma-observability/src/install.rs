@@ -36,13 +36,9 @@ where
             return Err(err);
         }
     };
-    opentelemetry::global::set_meter_provider(crate::metrics::SecondsBucketsProvider(
-        parts.meter_provider.clone(),
-    ));
+    opentelemetry::global::set_meter_provider(parts.seconds_buckets_provider());
     // Instruments from `get_meter` made before this point record into the provider from now on.
-    crate::deferred::bind(crate::metrics::SecondsBucketsProvider(
-        parts.meter_provider.clone(),
-    ));
+    crate::deferred::bind(parts.seconds_buckets_provider());
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }

@@ -112,6 +112,7 @@ pub mod config;
 mod deferred;
 mod endpoint;
 mod error;
+mod exemplars;
 mod exposition;
 mod guard;
 pub mod http;

@@ -116,19 +116,28 @@ fn bucket_view(instrument: &Instrument, custom: &HashMap<String, Vec<f64>>) -> O
 }
 
 /// A meter provider whose meters give every histogram in seconds without boundaries of its own
-/// the [`SECONDS_BUCKETS`], as advisory boundaries. The instruments it returns are the SDK's
-/// own: recording costs nothing extra.
+/// the [`SECONDS_BUCKETS`], as advisory boundaries, and wrap histograms so that they keep
+/// exemplars ([`crate::exemplars`]) unless those are off. Other instruments are the SDK's own:
+/// recording costs nothing extra.
 #[derive(Clone, Debug)]
-pub(crate) struct SecondsBucketsProvider(pub(crate) SdkMeterProvider);
+pub(crate) struct SecondsBucketsProvider(
+    pub(crate) SdkMeterProvider,
+    pub(crate) Arc<crate::exemplars::ExemplarStore>,
+);
 
 impl MeterProvider for SecondsBucketsProvider {
     fn meter_with_scope(&self, scope: InstrumentationScope) -> Meter {
-        Meter::new(Arc::new(SecondsBuckets(self.0.meter_with_scope(scope))))
+        let name = scope.name().to_owned();
+        Meter::new(Arc::new(SecondsBuckets(
+            self.0.meter_with_scope(scope),
+            Arc::clone(&self.1),
+            name,
+        )))
     }
 }
 
 /// See [`SecondsBucketsProvider`]; every other instrument is created unchanged.
-struct SecondsBuckets(Meter);
+struct SecondsBuckets(Meter, Arc<crate::exemplars::ExemplarStore>, String);
 
 macro_rules! forward_sync {
     ($($method:ident: $instrument:ty),* $(,)?) => {$(
@@ -167,6 +176,12 @@ macro_rules! forward_histogram {
     ($($method:ident: $instrument:ty),* $(,)?) => {$(
         fn $method(&self, b: HistogramBuilder<'_, $instrument>) -> $instrument {
             let seconds = b.unit.as_deref() == Some("s");
+            let name = b.name.clone();
+            let bounds = match &b.boundaries {
+                Some(boundaries) => Some(boundaries.clone()),
+                None if seconds => Some(SECONDS_BUCKETS.to_vec()),
+                None => None,
+            };
             let mut builder = self.0.$method(b.name);
             if let Some(description) = b.description {
                 builder = builder.with_description(description);
@@ -179,7 +194,13 @@ macro_rules! forward_histogram {
                 None if seconds => builder = builder.with_boundaries(SECONDS_BUCKETS.to_vec()),
                 None => {}
             }
-            builder.build()
+            crate::exemplars::WithExemplars::wrap(
+                builder.build(),
+                &self.1,
+                &self.2,
+                &name,
+                bounds.as_deref(),
+            )
         }
     )*};
 }

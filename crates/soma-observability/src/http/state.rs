@@ -162,6 +162,13 @@ impl RequestState {
 impl Drop for RequestState {
     fn drop(&mut self) {
         if let Some(metrics) = &self.shared.metrics {
+            // A sampled request's server span is current while its histograms record, so that
+            // they keep it as their exemplar (`crate::exemplars`); an unsampled one skips this.
+            let _exemplar_span = self
+                .context
+                .as_ref()
+                .filter(|cx| cx.span().span_context().is_sampled())
+                .map(|cx| cx.clone().attach());
             let measurements = Measurements {
                 duration: self.start.elapsed().as_secs_f64(),
                 request_body_size: self.request_body_size,
