@@ -101,6 +101,18 @@ async fn services_metrics_rules_dashboards_and_traces() {
     // Let Prometheus scrape what the last round produced.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // Prometheus scrapes OpenMetrics (it asks for it first): every scrape of every target
+    // parses, with no error.
+    let errors: Vec<_> = prometheus
+        .scrape_errors()
+        .await
+        .into_iter()
+        .filter(|(_, error)| !error.is_empty())
+        .collect();
+    assert!(errors.is_empty(), "scrape errors: {errors:?}");
+    let up = prometheus.query("up == 1").await.unwrap();
+    assert_eq!(up.len(), 5, "up: {up:?}");
+
     // HTTP metrics from every service, business metrics from each.
     let per_job = prometheus
         .query("sum by (job) (http_server_request_duration_seconds_count)")
@@ -253,6 +265,42 @@ async fn services_metrics_rules_dashboards_and_traces() {
                     .get(&s.parent_span_id)
                     .is_some_and(|p| p.0 == "orchestrator")),
             "no {downstream} span called by the orchestrator"
+        );
+    }
+
+    // From a latency bucket to its trace: the exemplars Prometheus stored for the HTTP duration
+    // histogram are traces the OTLP receiver got, from every service.
+    let exemplars = wait_for("exemplars from every job", Duration::from_secs(20), || {
+        let prometheus = &prometheus;
+        async move {
+            let exemplars = prometheus
+                .query_exemplars("http_server_request_duration_seconds_bucket", 10)
+                .await;
+            let jobs: BTreeSet<_> = exemplars.iter().map(|e| e.job.clone()).collect();
+            (jobs.len() == 5).then_some(exemplars)
+        }
+    })
+    .await;
+    let received: BTreeSet<String> = otlp
+        .wait_for_spans(Duration::from_secs(20), |spans| {
+            let ids: BTreeSet<_> = spans.iter().map(|(_, s)| hex(&s.trace_id)).collect();
+            exemplars.iter().all(|e| ids.contains(&e.trace_id))
+        })
+        .await
+        .iter()
+        .map(|(_, s)| hex(&s.trace_id))
+        .collect();
+    for exemplar in &exemplars {
+        assert_eq!(exemplar.trace_id.len(), 32, "{exemplar:?}");
+        assert_eq!(exemplar.span_id.len(), 16, "{exemplar:?}");
+        assert!(
+            received.contains(&exemplar.trace_id),
+            "exemplar of a trace the receiver never got: {exemplar:?}"
+        );
+        let le: f64 = exemplar.le.parse().unwrap_or(f64::INFINITY);
+        assert!(
+            exemplar.value <= le,
+            "exemplar outside its bucket: {exemplar:?}"
         );
     }
 
