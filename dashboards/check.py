@@ -295,6 +295,21 @@ def check_panels(res, dashboards):
               "targets", problems)
 
 
+def check_exemplars(res, dashboards):
+    """Latency panels (range queries over a `_seconds_bucket` histogram) show exemplars."""
+    problems, latency = [], 0
+    for name, _, p in all_panels(dashboards):
+        for t in p.get("targets") or []:
+            if "_seconds_bucket" in (t.get("expr") or "") and not t.get("instant"):
+                latency += 1
+                if t.get("exemplar") is not True:
+                    problems.append("%s panel %r target %r: no \"exemplar\": true"
+                                    % (name, p.get("title"), t.get("refId")))
+    if latency == 0:
+        problems.append("no latency panel found")
+    res.check("every latency panel shows exemplars", problems)
+
+
 def check_panel_count(res, dashboards):
     counts = {name: len(d.get("panels", [])) for name, d in dashboards.items()}
     total = sum(counts.values())
@@ -463,6 +478,7 @@ def main(argv=None):
     check_variables(res, dashboards)
     check_panels(res, dashboards)
     check_panel_count(res, dashboards)
+    check_exemplars(res, dashboards)
     check_alert_panels(res, dashboards)
     check_exprs(res, dashboards, catalog)
     index = check_index(res, dashboards, catalog_external)

@@ -89,6 +89,10 @@ def target(expr, legend="", ref="A", instant=False):
         "instant": instant,
         "refId": ref,
     }
+    if not instant and "_seconds_bucket" in expr:
+        # Latency panels show the exemplars of the histogram they read: dots that open the
+        # trace of a request in that bucket (Prometheus with exemplar storage, OpenMetrics).
+        t["exemplar"] = True
     return t
 
 

@@ -228,6 +228,7 @@ prometheus_url=""
   } >"$config"
   prometheus --config.file="$config" --storage.tsdb.path="$run_dir/prometheus-data" \
     --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$prometheus_port" \
+    --enable-feature=exemplar-storage \
     >"$run_dir/prometheus.log" 2>&1 &
   pids+=("$!")
   names+=(prometheus)
