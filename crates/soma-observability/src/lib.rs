@@ -80,7 +80,8 @@
 //! See [`config`] for the full table: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_SDK_DISABLED`, `OTEL_{TRACES,LOGS,METRICS}_EXPORTER`, `OTEL_EXPORTER_OTLP_*`,
 //! `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_PROPAGATORS`, `OTEL_BSP_*`, `OTEL_BLRP_*`,
-//! `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `RUST_LOG` and `SOMA_LOG_FORMAT`. Invalid values are
+//! `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_METRICS_EXEMPLAR_FILTER`, `RUST_LOG` and
+//! `SOMA_LOG_FORMAT`. Invalid values are
 //! errors that name the variable, the value and what is accepted. Code beats the environment.
 //!
 //! # Custom telemetry
@@ -90,7 +91,9 @@
 //! dependency, whose other version would have other types and other globals.
 //!
 //! [`get_meter`] returns a meter whose instruments land in the same `/metrics`, even when made
-//! before setup (in the app state); histograms in seconds get second-scale buckets. [`get_tracer`] returns the global tracer; `tracing` spans
+//! before setup (in the app state); histograms in seconds get second-scale buckets, and every
+//! histogram keeps exemplars (the trace of a sampled measurement per bucket, shown to
+//! scrapers that read OpenMetrics). [`get_tracer`] returns the global tracer; `tracing` spans
 //! in handlers also become OpenTelemetry spans, children of the request's server span.
 //! [`HttpClient`] propagates the context to downstream services.
 //!
