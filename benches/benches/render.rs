@@ -1,5 +1,7 @@
 //! Time to render `/metrics`: with 100, 1 000 and 10 000 custom series, and for a realistic
-//! service (the HTTP instruments after traffic on a few routes).
+//! service (the HTTP instruments after traffic on a few routes); and a whole scrape as
+//! Prometheus makes it (OpenMetrics, gzip) through the `/metrics` router at 100 and 10 000
+//! series, with the bytes of each form printed.
 //!
 //! Run: `cargo bench -p soma-benches --bench render -- --measurement-time 3 --warm-up-time 1`
 
@@ -116,12 +118,54 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
+/// `GET /metrics` through the router with these headers; the body's bytes.
+async fn scrape(router: &Router, accept: &str, encoding: &str) -> usize {
+    let request = axum::http::Request::get("/metrics")
+        .header("accept", accept)
+        .header("accept-encoding", encoding)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Prometheus 2.42's `Accept` header.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+fn scrape_formats(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("scrape");
+    for n in [100, 10_000] {
+        let parts = with_series(n);
+        let router: Router = parts.metrics_router();
+        let forms = [
+            ("text", "text/plain", "identity"),
+            ("openmetrics", PROMETHEUS_ACCEPT, "identity"),
+            ("openmetrics_gzip", PROMETHEUS_ACCEPT, "gzip"),
+        ];
+        for (form, accept, encoding) in forms {
+            let bytes = runtime.block_on(scrape(&router, accept, encoding));
+            eprintln!("scrape/{form}/{n}: {bytes} bytes");
+            group.bench_function(BenchmarkId::new(form, n), |b| {
+                b.to_async(&runtime)
+                    .iter(|| scrape(&router, accept, encoding));
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = render
+    targets = render, scrape_formats
 }
 criterion_main!(benches);
