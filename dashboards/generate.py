@@ -42,6 +42,7 @@ BURN_RATE_ALERTS = {"1h": 14.4, "6h": 6, "3d": 1}  # multi-window burn-rate aler
 LATENCY_SLO_TARGET = 0.95  # share of requests under 500 ms (the P95 alert, seen as an SLO)
 POD_RESTARTS_ALERT = 2  # restarts of one container within 30 minutes
 CONSUMER_LAG_ALERT = 1000  # messages behind, per consumer group and topic
+RUNTIME_SATURATION_ALERT = 0.9  # tokio workers busy more than 90 % of the time, for 15 minutes
 
 HTTP_DURATION = "http_server_request_duration_seconds"
 HTTP_COUNT = HTTP_DURATION + "_count"
@@ -427,6 +428,41 @@ def overview():
                 "percentunit", steps("green", (0.8, "red")),
                 custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
                 w=8,
+            ),
+        ],
+        [
+            panel(
+                "timeseries", "Tokio worker utilisation (alert > 90 %)",
+                "Share of time the tokio runtime's worker threads are busy, averaged over the "
+                "workers of each process: `rate(tokio_runtime_worker_busy_seconds_total)` / "
+                "`tokio_runtime_workers`. Close to 100 % every worker is always busy and new work "
+                "waits (the red line is the SomaTokioRuntimeSaturated alert).",
+                targets(("sum by (job, instance) (%s) / sum by (job, instance) (%s)" % (
+                    rate("tokio_runtime_worker_busy_seconds_total", NS_JOB),
+                    sel("tokio_runtime_workers", NS_JOB)),
+                    "{{job}} {{instance}}")),
+                "percentunit", steps("green", (RUNTIME_SATURATION_ALERT, "red")),
+                custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
+                w=8,
+            ),
+            panel(
+                "timeseries", "Tokio global queue depth",
+                "Tasks waiting in the tokio runtime's global queue for a free worker "
+                "(`tokio_runtime_global_queue_depth`). Staying above 0 means the workers cannot "
+                "keep up.",
+                targets(("max by (job, instance) (%s)" % sel("tokio_runtime_global_queue_depth",
+                                                            NS_JOB),
+                         "{{job}} {{instance}}")),
+                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+            ),
+            panel(
+                "timeseries", "Tokio alive tasks",
+                "Tasks alive in each process's tokio runtime (`tokio_runtime_alive_tasks`): "
+                "in-flight requests, connections and background tasks. Steady growth is a task "
+                "leak.",
+                targets(("sum by (job, instance) (%s)" % sel("tokio_runtime_alive_tasks", NS_JOB),
+                         "{{job}} {{instance}}")),
+                "short", steps("green"), extra_defaults={"min": 0}, w=8,
             ),
         ],
         [

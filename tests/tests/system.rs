@@ -122,10 +122,12 @@ async fn services_metrics_rules_dashboards_and_traces() {
         .await
         .unwrap();
     assert!(!errors.is_empty(), "no 502 recorded at the gateway");
-    // Every process exports its process metrics and resource.
+    // Every process exports its process metrics, its tokio runtime's metrics and resource.
     for name in [
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
+        "tokio_runtime_workers",
+        "tokio_runtime_worker_busy_seconds_total",
         "target_info",
     ] {
         let result = prometheus

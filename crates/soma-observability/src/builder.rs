@@ -2,6 +2,7 @@
 //! [`ObservabilityParts`] (no globals) or an installed router and guard.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -44,6 +45,7 @@ impl Observability {
                 .map(|p| (*p).to_owned())
                 .collect(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            runtime_metrics: None,
         }
     }
 }
@@ -78,6 +80,7 @@ pub struct ObservabilityBuilder {
     histogram_buckets: HashMap<String, Vec<f64>>,
     excluded_paths: Vec<String>,
     shutdown_timeout: Duration,
+    runtime_metrics: Option<bool>,
 }
 
 impl ObservabilityBuilder {
@@ -122,6 +125,31 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Turns the tokio runtime metrics (`tokio_runtime_*` on `/metrics`, see
+    /// [`runtime`](crate::runtime)) on or off; wins over `SOMA_RUNTIME_METRICS` (default on).
+    /// They describe the runtime [`build`](Self::build) or [`install`](Self::install) runs on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let config = soma_observability::ObservabilityConfig::from_lookup(|name| match name {
+    /// #     "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+    /// #     _ => None,
+    /// # })?;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let parts = runtime.block_on(async {
+    ///     soma_observability::Observability::builder("checkout")
+    ///         .with_config(config)
+    ///         .with_runtime_metrics(false)
+    ///         .build()
+    /// })?;
+    /// assert!(!parts.render_metrics()?.contains("tokio_runtime_workers"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_runtime_metrics(mut self, enabled: bool) -> Self {
+        self.runtime_metrics = Some(enabled);
+        self
+    }
+
     /// Builds every part without touching process-global state: for tests, and for services
     /// that compose the pieces themselves.
     ///
@@ -135,7 +163,10 @@ impl ObservabilityBuilder {
             None => ObservabilityConfig::from_env()?,
         };
         let resource = resource(&self.service_name, &config);
-        let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
+        let mut metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
+        if self.runtime_metrics.unwrap_or(config.runtime_metrics) {
+            metrics.exposition.runtime = crate::runtime::RuntimeMetrics::current().map(Arc::new);
+        }
         let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
         let logger_provider = crate::logs::build(&config, resource, &meter)?;

@@ -36,6 +36,7 @@
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
+//! | `SOMA_RUNTIME_METRICS` | `false` leaves out the tokio runtime metrics (`tokio_runtime_*`, see [`runtime`](crate::runtime)) | `true` | error |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,6 +105,8 @@ pub const RUST_LOG: &str = "RUST_LOG";
 pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
 /// `SOMA_METRICS_ADDR`.
 pub const SOMA_METRICS_ADDR: &str = "SOMA_METRICS_ADDR";
+/// `SOMA_RUNTIME_METRICS`.
+pub const SOMA_RUNTIME_METRICS: &str = "SOMA_RUNTIME_METRICS";
 
 /// Where a signal is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +227,8 @@ pub struct ObservabilityConfig {
     pub log_format: LogFormat,
     /// Serve `/metrics` on this separate (internal) address instead of the application's router.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Whether `/metrics` shows the tokio runtime metrics (see [`runtime`](crate::runtime)).
+    pub runtime_metrics: bool,
 }
 
 /// Default batch delay: short enough that a short-lived job exports, long enough to batch.
@@ -385,6 +390,9 @@ impl ObservabilityConfig {
                 "a socket address such as 0.0.0.0:9464",
                 |v| v.parse().ok(),
             )?,
+            runtime_metrics: env
+                .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
+                .unwrap_or(true),
         })
     }
 
@@ -777,6 +785,7 @@ mod tests {
             ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", "positive"),
             ("SOMA_LOG_FORMAT", "xml", "text or json"),
             ("SOMA_METRICS_ADDR", "localhost", "socket address"),
+            ("SOMA_RUNTIME_METRICS", "off", "true or false"),
             ("RUST_LOG", "info,[", "directives"),
         ];
         for (var, value, expected) in cases {

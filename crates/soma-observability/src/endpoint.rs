@@ -1,5 +1,6 @@
 //! `GET /metrics`: the Prometheus text exposition of the SDK's metrics (written by
-//! [`crate::exposition`]), the process metrics ([`crate::process`]) and whatever is registered
+//! [`crate::exposition`]), the process metrics ([`crate::process`]), the tokio runtime metrics
+//! ([`crate::runtime`]) and whatever is registered
 //! in the `prometheus` registry.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,8 @@ pub(crate) struct Exposition {
     pub(crate) registry: prometheus::Registry,
     pub(crate) reader: Arc<opentelemetry_sdk::metrics::ManualReader>,
     pub(crate) process: Arc<crate::process::ProcessMetrics>,
+    /// The tokio runtime that serves the application, when runtime metrics are on.
+    pub(crate) runtime: Option<Arc<crate::runtime::RuntimeMetrics>>,
     /// The SDK's collected data, kept between scrapes to reuse its buffers: it holds one
     /// scrape's worth of data points (which every scrape allocates anyway) and makes a
     /// 10 000-series scrape ~25 % faster.
@@ -38,6 +41,7 @@ impl Exposition {
             registry,
             reader,
             process: Arc::new(crate::process::ProcessMetrics::new()),
+            runtime: None,
             collected: Arc::new(Mutex::new(ResourceMetrics::default())),
             last_len: Arc::new(AtomicUsize::new(16 * 1024)),
         }
@@ -87,6 +91,9 @@ pub(crate) fn render(exposition: &Exposition) -> Result<String, prometheus::Erro
             .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
     }
     exposition.process.write(&mut text);
+    if let Some(runtime) = &exposition.runtime {
+        runtime.write(&mut text);
+    }
     let families = exposition.registry.gather();
     if !families.is_empty() {
         let mut buf = Vec::with_capacity(4 * 1024);

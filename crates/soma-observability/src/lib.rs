@@ -22,7 +22,8 @@
 //! That one call:
 //! - serves `GET /metrics` (Prometheus text format) with the HTTP metrics below, process metrics
 //!   (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
-//!   `process_start_time_seconds`, ...) and `target_info` with the service's resource;
+//!   `process_start_time_seconds`, ...), the tokio runtime's saturation (`tokio_runtime_*`, see
+//!   [`runtime`]) and `target_info` with the service's resource;
 //! - creates a `SERVER` span per request, continuing the caller's W3C `traceparent`, and sends
 //!   spans over OTLP;
 //! - sends `tracing` events to stdout and over OTLP logs, each with its trace and span id;
@@ -69,6 +70,8 @@
 //! | `otel_sdk_span_dropped_total` | counter | spans dropped because the export queue was full |
 //! | `otel_sdk_exporter_log_exported_total`, `otel_sdk_log_dropped_total` | counters | the same for OTLP log records |
 //! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
+//! | `tokio_runtime_workers`, `tokio_runtime_alive_tasks`, `tokio_runtime_global_queue_depth` | gauges | none ([`runtime`]) |
+//! | `tokio_runtime_worker_busy_seconds_total`, `tokio_runtime_worker_parks_total` | counters | `tokio_worker` ([`runtime`]) |
 //!
 //! Every series also carries `otel_scope_name` (and `otel_scope_version` when the meter has one). Labels are bounded by
 //! construction; see [`http`] for the rules, the spans and where the layer goes.
@@ -113,6 +116,7 @@ mod logs;
 mod metrics;
 mod process;
 pub mod propagation;
+pub mod runtime;
 mod serve;
 mod traces;
 
