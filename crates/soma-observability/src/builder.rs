@@ -46,6 +46,7 @@ impl Observability {
                 .collect(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             runtime_metrics: None,
+            capture_headers: None,
         }
     }
 }
@@ -81,6 +82,7 @@ pub struct ObservabilityBuilder {
     excluded_paths: Vec<String>,
     shutdown_timeout: Duration,
     runtime_metrics: Option<bool>,
+    capture_headers: Option<crate::http::HeaderCapture>,
 }
 
 impl ObservabilityBuilder {
@@ -150,6 +152,36 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Chooses the HTTP headers recorded as span attributes, on server spans and on
+    /// [`HttpClient`](crate::HttpClient) spans (see [`http::headers`](crate::http::headers));
+    /// replaces the `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*` lists. Credentials are
+    /// redacted whatever the lists say.
+    ///
+    /// ```
+    /// use soma_observability::{http::HeaderCapture, Observability};
+    ///
+    /// # fn main() -> Result<(), soma_observability::ConfigError> {
+    /// let builder = Observability::builder("checkout").with_captured_headers(HeaderCapture {
+    ///     server_request: vec!["X-Request-Id".into()],
+    ///     client_response: vec!["Retry-After".into()],
+    ///     ..HeaderCapture::default()
+    /// })?;
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] if a name is not a valid header name or a list holds more
+    /// than [`MAX_CAPTURED_HEADERS`](crate::http::headers::MAX_CAPTURED_HEADERS) names.
+    pub fn with_captured_headers(
+        mut self,
+        capture: crate::http::HeaderCapture,
+    ) -> Result<Self, ConfigError> {
+        crate::http::headers::HeaderCaptures::new(&capture, "with_captured_headers")?;
+        self.capture_headers = Some(capture);
+        Ok(self)
+    }
+
     /// Builds every part without touching process-global state: for tests, and for services
     /// that compose the pieces themselves.
     ///
@@ -178,6 +210,12 @@ impl ObservabilityBuilder {
                 propagator: crate::propagation::build(&config.propagators),
                 sampler: config.sampler,
             });
+        let headers = Arc::new(crate::http::headers::HeaderCaptures::new(
+            self.capture_headers
+                .as_ref()
+                .unwrap_or(&config.capture_headers),
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*",
+        )?);
         let layer = HttpTelemetryLayer::new(Shared {
             metrics: config
                 .metrics_enabled
@@ -186,6 +224,7 @@ impl ObservabilityBuilder {
             excluded_paths: self.excluded_paths,
             routes: crate::http::RouteInterner::default(),
             attribute_value_length_limit: config.attribute_value_length_limit,
+            headers: Arc::clone(&headers),
         });
         Ok(ObservabilityParts {
             config,
@@ -196,6 +235,7 @@ impl ObservabilityBuilder {
             logger_provider,
             propagator,
             shutdown_timeout: self.shutdown_timeout,
+            headers,
         })
     }
 
@@ -229,6 +269,8 @@ pub struct ObservabilityParts {
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
     pub(crate) propagator: TextMapCompositePropagator,
     pub(crate) shutdown_timeout: Duration,
+    /// The captured headers; `install` makes the client lists [`HttpClient`](crate::HttpClient)'s default.
+    pub(crate) headers: Arc<crate::http::headers::HeaderCaptures>,
 }
 
 impl ObservabilityParts {

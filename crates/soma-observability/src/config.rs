@@ -33,6 +33,9 @@
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE` | queue size (> 0; `0` would drop everything) | `16384` | error |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, `..._SERVER_RESPONSE` | comma-separated header names (case-insensitive, at most 32) recorded on server spans as `http.{request,response}.header.<name>` (see [`http::headers`](crate::http::headers)) | none | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`, `..._CLIENT_RESPONSE` | the same for [`HttpClient`](crate::HttpClient) spans | none | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` | header names whose captured values are recorded as `[REDACTED]` (credentials always are) | none | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
@@ -99,6 +102,21 @@ pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
 pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
 /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
 pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS";
 /// `RUST_LOG`.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// `SOMA_LOG_FORMAT`.
@@ -229,6 +247,8 @@ pub struct ObservabilityConfig {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Whether `/metrics` shows the tokio runtime metrics (see [`runtime`](crate::runtime)).
     pub runtime_metrics: bool,
+    /// Which HTTP headers become span attributes (see [`http::headers`](crate::http::headers)).
+    pub capture_headers: crate::http::HeaderCapture,
 }
 
 /// Default batch delay: short enough that a short-lived job exports, long enough to batch.
@@ -242,7 +262,7 @@ const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `tracing` filter: the application at info, the SDK's own chatter at warn.
 const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn";
 /// Default limit for string attributes taken from requests.
-const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
+pub(crate) const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
 
 impl ObservabilityConfig {
     /// Reads and validates every supported `OTEL_*` variable (see the [module docs](self)).
@@ -393,6 +413,7 @@ impl ObservabilityConfig {
             runtime_metrics: env
                 .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
                 .unwrap_or(true),
+            capture_headers: env.capture_headers()?,
         })
     }
 
@@ -453,6 +474,24 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 })
             })
             .transpose()
+    }
+
+    fn capture_headers(&self) -> Result<crate::http::HeaderCapture, ConfigError> {
+        let list = |var| {
+            self.parse(
+                var,
+                "comma-separated HTTP header names (at most 32)",
+                crate::http::headers::parse_names,
+            )
+            .map(Option::unwrap_or_default)
+        };
+        Ok(crate::http::HeaderCapture {
+            server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
+            server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
+            client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
+            client_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE)?,
+            sanitize: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)?,
+        })
     }
 
     fn otlp(&self, generic: &Generic<'_>, vars: &SignalVars) -> Result<OtlpConfig, ConfigError> {
@@ -786,6 +825,16 @@ mod tests {
             ("SOMA_LOG_FORMAT", "xml", "text or json"),
             ("SOMA_METRICS_ADDR", "localhost", "socket address"),
             ("SOMA_RUNTIME_METRICS", "off", "true or false"),
+            (
+                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+                "x-ok,bad header",
+                "header names",
+            ),
+            (
+                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+                "x(1)",
+                "header names",
+            ),
             ("RUST_LOG", "info,[", "directives"),
         ];
         for (var, value, expected) in cases {

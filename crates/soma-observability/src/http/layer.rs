@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) excluded_paths: Vec<String>,
     pub(crate) routes: RouteInterner,
     pub(crate) attribute_value_length_limit: usize,
+    /// The headers recorded on server spans.
+    pub(crate) headers: Arc<super::headers::HeaderCaptures>,
 }
 
 pub(crate) struct HttpInstruments {

@@ -29,7 +29,8 @@
 //! request carries a valid `traceparent`. Handler code runs inside that context, so its `tracing`
 //! spans and logs join the trace. The response carries a `traceresponse` header
 //! (`00-{trace_id}-{span_id}-{flags}`) so the caller can find the trace. Header values are never
-//! recorded except `User-Agent`, and sensitive query parameters are redacted in `url.query`.
+//! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
+//! sensitive query parameters are redacted in `url.query`.
 //!
 //! # Layer placement
 //!
@@ -41,12 +42,14 @@
 mod attributes;
 mod body;
 mod future;
+pub mod headers;
 mod layer;
 mod series;
 mod state;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub use headers::HeaderCapture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
 pub(crate) use attributes::RouteInterner;
