@@ -109,6 +109,7 @@ pub mod config;
 mod endpoint;
 mod error;
 mod exposition;
+pub mod genai;
 mod guard;
 pub mod http;
 mod install;
