@@ -192,7 +192,8 @@ impl GenAiMetrics {
                 first_token: None,
                 input_tokens,
                 output_tokens: Arc::new(AtomicU64::new(0)),
-                done: false,
+                // Until `wrap`: a request dropped unwrapped records nothing.
+                done: true,
             },
         }
     }
@@ -212,11 +213,20 @@ impl GenAiRequest {
 
     /// Wraps the response body: its first non-empty data frame records the time to first token,
     /// its end the duration, time per output token and token usage.
-    pub fn wrap<B>(self, body: B) -> GenAiBody<B> {
+    pub fn wrap<B>(mut self, body: B) -> GenAiBody<B> {
+        self.recorder.done = false;
         GenAiBody {
             inner: body,
             recorder: self.recorder,
         }
+    }
+
+    /// Records a request that failed before any response body (`error.type` = `error_type`,
+    /// e.g. `upstream_error`): only its duration. A request dropped without
+    /// [`wrap`](Self::wrap) or `fail` records nothing.
+    pub fn fail(mut self, error_type: &'static str) {
+        self.recorder.done = false;
+        self.recorder.finish(Some(error_type));
     }
 }
 
@@ -331,7 +341,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away.
+        // A body dropped before its end: the client went away.
         self.finish(Some("cancelled"));
     }
 }

@@ -140,14 +140,23 @@ async fn a_body_dropped_before_its_end_is_a_cancelled_request() {
     let genai = GenAiMetrics::new(&parts.meter("slm"), "soma", &["tiny"]);
     let body = genai.start("chat", "tiny", 1).wrap(Body::from("x"));
     drop(body);
+    genai.start("chat", "tiny", 1).fail("upstream_error");
+    drop(genai.start("chat", "tiny", 1)); // never answered: nothing
     let metrics = parts.render_metrics().unwrap();
-    assert_eq!(
+    let count = |error: &str| {
         sample(
             &metrics,
             "gen_ai_server_request_duration_seconds_count",
-            &[r#"error_type="cancelled""#]
-        ),
-        Some(1.0)
-    );
+            &[&format!(r#"error_type="{error}""#)],
+        )
+    };
+    assert_eq!(count("cancelled"), Some(1.0));
+    assert_eq!(count("upstream_error"), Some(1.0));
+    let total: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("gen_ai_server_request_duration_seconds_count{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 2, "the unanswered request records nothing");
     assert!(!metrics.contains("gen_ai_server_time_to_first_token_seconds_count"));
 }
