@@ -23,6 +23,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "marketplace_capsule_execution_failures_total",
             "marketplace_revenue_usd_total",
             "marketplace_search_duration_seconds_count",
+            "gen_ai_server_time_to_first_token_seconds_count",
         ],
     ),
     (
@@ -57,6 +58,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "slm_tokens_generated_total",
             "slm_time_to_first_token_seconds_count",
             "slm_generation_duration_seconds_count",
+            "gen_ai_server_time_to_first_token_seconds_count",
+            "gen_ai_server_time_per_output_token_seconds_count",
+            "gen_ai_server_request_duration_seconds_count",
+            "gen_ai_client_token_usage_count",
         ],
     ),
 ];
