@@ -103,6 +103,7 @@
 mod builder;
 mod client;
 pub mod config;
+mod delivery;
 mod endpoint;
 mod error;
 mod exposition;
@@ -123,7 +124,7 @@ pub use builder::{
 pub use client::HttpClient;
 pub use config::ObservabilityConfig;
 pub use endpoint::METRICS_PATH;
-pub use error::{ConfigError, SetupError, ShutdownError, Signal};
+pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use serve::shutdown_signal;
