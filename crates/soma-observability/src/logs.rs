@@ -318,6 +318,7 @@ impl<E> CountingLogExporter<E> {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let took = state.last_failure.unwrap_or_default();
+        let failed_before = state.last_failure.is_some();
         self.pending.fetch_sub(n, Ordering::AcqRel);
         if state.abandoned {
             return Some(OTelSdkError::InternalFailure(format!(
@@ -331,20 +332,32 @@ impl<E> CountingLogExporter<E> {
             .unwrap_or_default();
         state.lose(
             n,
-            format!(
-                "{last}{n} queued log records dropped without another attempt: the last \
-                 export failed after {took:.1?} and {left:.1?} of the shutdown deadline was left"
-            ),
+            if failed_before {
+                format!(
+                    "{last}{n} queued log records dropped without another attempt: the last \
+                     export failed after {took:.1?} and {left:.1?} of the shutdown deadline was \
+                     left"
+                )
+            } else {
+                format!("{last}{n} queued log records dropped: the shutdown deadline passed")
+            },
         );
         drop(state);
         self.dropped
             .add(n as u64, &crate::delivery::shutdown_drop_attributes());
-        tracing::warn!(
-            log_records = n,
-            "shutdown: {n} queued log records dropped without another attempt; the collector is \
-             down (the last export failed after {took:.1?}) and only {left:.1?} of the deadline \
-             is left"
-        );
+        if failed_before {
+            tracing::warn!(
+                log_records = n,
+                "shutdown: {n} queued log records dropped without another attempt; the collector \
+                 is down (the last export failed after {took:.1?}) and only {left:.1?} of the \
+                 deadline is left"
+            );
+        } else {
+            tracing::warn!(
+                log_records = n,
+                "shutdown: {n} queued log records dropped: the deadline passed"
+            );
+        }
         Some(OTelSdkError::InternalFailure(format!(
             "{n} log records dropped: the collector is down and the shutdown deadline is near"
         )))

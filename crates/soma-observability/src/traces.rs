@@ -496,20 +496,32 @@ impl ExportThread {
             .unwrap_or_default();
         state.lose(
             n,
-            format!(
-                "{last}{n} queued spans dropped without another attempt: the last export \
-                 failed after {took:.1?} and {left:.1?} of the shutdown deadline was left"
-            ),
+            if last_failure.is_some() {
+                format!(
+                    "{last}{n} queued spans dropped without another attempt: the last export \
+                     failed after {took:.1?} and {left:.1?} of the shutdown deadline was left"
+                )
+            } else {
+                format!("{last}{n} queued spans dropped: the shutdown deadline passed")
+            },
         );
         drop(state);
         self.counters
             .dropped
             .add(n as u64, &delivery::shutdown_drop_attributes());
-        tracing::warn!(
-            spans = n,
-            "shutdown: {n} queued spans dropped without another attempt; the collector is down \
-             (the last export failed after {took:.1?}) and only {left:.1?} of the deadline is left"
-        );
+        if last_failure.is_some() {
+            tracing::warn!(
+                spans = n,
+                "shutdown: {n} queued spans dropped without another attempt; the collector is \
+                 down (the last export failed after {took:.1?}) and only {left:.1?} of the \
+                 deadline is left"
+            );
+        } else {
+            tracing::warn!(
+                spans = n,
+                "shutdown: {n} queued spans dropped: the deadline passed"
+            );
+        }
     }
 }
 
@@ -533,7 +545,12 @@ impl SpanProcessor for CountingProcessor {
         let mut state = self.queue.lock();
         if state.shutdown.is_some() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            state.lose(1, "a span ended after shutdown began".to_owned());
+            // Keep the more telling reason (a collector that is down) if there is one.
+            let cause = state
+                .cause
+                .take()
+                .unwrap_or_else(|| "a span ended after shutdown began".to_owned());
+            state.lose(1, cause);
             drop(state);
             self.counters
                 .dropped
