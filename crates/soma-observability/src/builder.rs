@@ -196,8 +196,9 @@ impl ObservabilityBuilder {
         let resource = resource(&self.service_name, &config);
         let metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
         let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
-        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
-        let logger_provider = crate::logs::build(&config, resource, &meter)?;
+        let losses = std::sync::Arc::default();
+        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
+        let logger_provider = crate::logs::build(&config, resource, &meter, &losses)?;
         let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()
@@ -229,6 +230,7 @@ impl ObservabilityBuilder {
             logger_provider,
             propagator,
             shutdown_timeout: self.shutdown_timeout,
+            losses,
         })
     }
 
@@ -262,6 +264,8 @@ pub struct ObservabilityParts {
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
     pub(crate) propagator: TextMapCompositePropagator,
     pub(crate) shutdown_timeout: Duration,
+    /// What the span and log processors could not deliver at shutdown, for the guard.
+    pub(crate) losses: std::sync::Arc<crate::delivery::Losses>,
 }
 
 impl ObservabilityParts {
@@ -393,6 +397,7 @@ impl ObservabilityParts {
             self.meter_provider,
             self.tracer_provider,
             self.logger_provider,
+            self.losses,
             self.shutdown_timeout,
         )
     }

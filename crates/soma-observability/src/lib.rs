@@ -110,6 +110,7 @@ mod builder;
 mod client;
 pub mod config;
 mod deferred;
+mod delivery;
 mod endpoint;
 mod error;
 mod exposition;
@@ -130,7 +131,7 @@ pub use builder::{
 pub use client::HttpClient;
 pub use config::ObservabilityConfig;
 pub use endpoint::METRICS_PATH;
-pub use error::{ConfigError, SetupError, ShutdownError, Signal};
+pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use serve::shutdown_signal;
