@@ -15,6 +15,8 @@ echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== cargo build (the service binaries the system tests start)"
 cargo build --workspace --bins --locked
+echo "== the README's quick start as an outside crate, run with an invalid OTEL_* value"
+bash scripts/check-quick-start.sh
 echo "== cargo test"
 cargo test --workspace --locked
 if [ -x scripts/check-k8s.sh ]; then

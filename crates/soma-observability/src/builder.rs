@@ -16,7 +16,7 @@ use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetect
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::config::ObservabilityConfig;
+use crate::config::{ObservabilityConfig, ProtoHeader};
 use crate::endpoint::METRICS_PATH;
 use crate::error::{ConfigError, SetupError};
 use crate::guard::ObservabilityGuard;
@@ -47,6 +47,9 @@ impl Observability {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             runtime_metrics: None,
             capture_headers: None,
+            tls_listener: None,
+            trusted_proto_header: None,
+            catch_panic: true,
         }
     }
 }
@@ -83,6 +86,11 @@ pub struct ObservabilityBuilder {
     shutdown_timeout: Duration,
     runtime_metrics: Option<bool>,
     capture_headers: Option<crate::http::HeaderCapture>,
+    tls_listener: Option<bool>,
+    /// `None`: the configuration's; `Some(None)`: no header is trusted.
+    #[allow(clippy::option_option)]
+    trusted_proto_header: Option<Option<ProtoHeader>>,
+    catch_panic: bool,
 }
 
 impl ObservabilityBuilder {
@@ -182,6 +190,51 @@ impl ObservabilityBuilder {
         Ok(self)
     }
 
+    /// Says whether the listener that serves the instrumented router terminates TLS (default
+    /// `false`). `url.scheme` (span attribute and metric label) is the listener's scheme: `http`
+    /// on a plain listener whatever the request line claims (`GET https://host/ HTTP/1.1`, an
+    /// HTTP/2 `:scheme: https`), `https` when this is `true`. Behind a TLS-terminating proxy,
+    /// see [`with_trusted_proto_header`](Self::with_trusted_proto_header) instead.
+    pub fn with_tls_listener(mut self, tls: bool) -> Self {
+        self.tls_listener = Some(tls);
+        self
+    }
+
+    /// Trusts `header`, set by your reverse proxy, to say which scheme the client used
+    /// (`url.scheme`); `None` trusts no header. Wins over `SOMA_TRUSTED_PROTO_HEADER`.
+    ///
+    /// Only enable it when every request reaches the service through that proxy and the proxy
+    /// overwrites the header (or appends to it: the last value counts), otherwise a client can
+    /// choose the label. Without a usable header the listener's scheme applies (see
+    /// [`with_tls_listener`](Self::with_tls_listener)).
+    ///
+    /// ```
+    /// use soma_observability::{config::ProtoHeader, Observability};
+    ///
+    /// let builder = Observability::builder("gateway")
+    ///     .with_trusted_proto_header(Some(ProtoHeader::XForwardedProto));
+    /// # let _ = builder;
+    /// ```
+    pub fn with_trusted_proto_header(mut self, header: Option<ProtoHeader>) -> Self {
+        self.trusted_proto_header = Some(header);
+        self
+    }
+
+    /// Whether a panic in a handler is caught and answered with an empty `500 Internal Server
+    /// Error` (default `true`), as tower-http's `CatchPanicLayer` does. A body that panics
+    /// while streaming then ends with an error, which aborts the response.
+    ///
+    /// Either way the panic is recorded as an error in every signal: the request is counted
+    /// with `error_type="panic"`, its server span gets status Error, `error.type = "panic"` and
+    /// an `exception` event with the panic message, and an ERROR `tracing` event (target
+    /// `panic`) is emitted in the request's trace. With `false` the panic then continues
+    /// unwinding into the server, as without this crate: hyper drops the connection and the
+    /// client gets no response. Opt out when a layer of your own inside this one handles panics.
+    pub fn with_catch_panic(mut self, catch: bool) -> Self {
+        self.catch_panic = catch;
+        self
+    }
+
     /// Builds every part without touching process-global state: for tests, and for services
     /// that compose the pieces themselves.
     ///
@@ -190,18 +243,25 @@ impl ObservabilityBuilder {
     /// [`SetupError::Config`] if the environment holds an invalid `OTEL_*` value (when no
     /// configuration was given), [`SetupError::Exporter`] if an exporter cannot be built.
     pub fn build(self) -> Result<ObservabilityParts, SetupError> {
-        let config = match self.config {
+        let mut config = match self.config {
             Some(config) => config,
             None => ObservabilityConfig::from_env()?,
         };
+        if let Some(tls) = self.tls_listener {
+            config.tls_listener = tls;
+        }
+        if let Some(header) = self.trusted_proto_header {
+            config.trusted_proto_header = header;
+        }
         let resource = resource(&self.service_name, &config);
         let mut metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
         if self.runtime_metrics.unwrap_or(config.runtime_metrics) {
             metrics.exposition.runtime = crate::runtime::RuntimeMetrics::current().map(Arc::new);
         }
         let meter = crate::metrics::SecondsBucketsProvider(metrics.provider.clone()).meter(SCOPE);
-        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
-        let logger_provider = crate::logs::build(&config, resource, &meter)?;
+        let losses = std::sync::Arc::default();
+        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
+        let logger_provider = crate::logs::build(&config, resource, &meter, &losses)?;
         let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()
@@ -225,6 +285,11 @@ impl ObservabilityBuilder {
             routes: crate::http::RouteInterner::default(),
             attribute_value_length_limit: config.attribute_value_length_limit,
             headers: Arc::clone(&headers),
+            scheme: crate::http::SchemeRule {
+                tls_listener: config.tls_listener,
+                trusted_header: config.trusted_proto_header,
+            },
+            catch_panic: self.catch_panic,
         });
         Ok(ObservabilityParts {
             config,
@@ -236,6 +301,7 @@ impl ObservabilityBuilder {
             propagator,
             shutdown_timeout: self.shutdown_timeout,
             headers,
+            losses,
         })
     }
 
@@ -271,6 +337,8 @@ pub struct ObservabilityParts {
     pub(crate) shutdown_timeout: Duration,
     /// The captured headers; `install` makes the client lists [`HttpClient`](crate::HttpClient)'s default.
     pub(crate) headers: Arc<crate::http::headers::HeaderCaptures>,
+    /// What the span and log processors could not deliver at shutdown, for the guard.
+    pub(crate) losses: std::sync::Arc<crate::delivery::Losses>,
 }
 
 impl ObservabilityParts {
@@ -402,6 +470,7 @@ impl ObservabilityParts {
             self.meter_provider,
             self.tracer_provider,
             self.logger_provider,
+            self.losses,
             self.shutdown_timeout,
         )
     }

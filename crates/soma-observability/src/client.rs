@@ -108,11 +108,7 @@ impl HttpClient {
         };
         let address = url.host_str().unwrap_or_default().to_owned();
         let port = i64::from(url.port_or_known_default().unwrap_or(80));
-        let mut full = url.clone();
-        let _ = full.set_username("");
-        let _ = full.set_password(None);
-        let redacted = full.query().map(redact_query);
-        full.set_query(redacted.as_deref());
+        let full = url_full(url);
 
         let tracer = global::tracer(SCOPE);
         let span: BoxedSpan = tracer
@@ -126,7 +122,7 @@ impl HttpClient {
                 KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
                 KeyValue::new(semconv::SERVER_ADDRESS, address.clone()),
                 KeyValue::new(semconv::SERVER_PORT, port),
-                KeyValue::new(semconv::URL_FULL, full.to_string()),
+                KeyValue::new(semconv::URL_FULL, full),
             ])
             .start(&tracer);
         let cx = Context::current_with_span(span);
@@ -188,5 +184,47 @@ impl HttpClient {
         self.duration.record(elapsed, &attrs);
         span.end();
         result
+    }
+}
+
+/// `url.full`: the URL without credentials or fragment, with sensitive query values redacted
+/// (see the [`http`](crate::http) module docs for how parameter names are judged).
+fn url_full(url: &reqwest::Url) -> String {
+    let mut full = url.clone();
+    let _ = full.set_username("");
+    let _ = full.set_password(None);
+    // Never sent, but may hold secrets (`#access_token=` in OAuth redirects).
+    full.set_fragment(None);
+    if let Some(query) = url.query() {
+        if let std::borrow::Cow::Owned(redacted) = redact_query(query) {
+            full.set_query(Some(&redacted));
+        }
+    }
+    full.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_full;
+
+    #[test]
+    fn url_full_redacts_encoded_names_credentials_and_fragments() {
+        let table = [
+            ("http://h/p?token=S", "http://h/p?token=REDACTED"),
+            ("http://h/p?to%6Ben=S", "http://h/p?to%6Ben=REDACTED"),
+            ("http://h/p?%74oken=S", "http://h/p?%74oken=REDACTED"),
+            ("http://h/p?api%2Dkey=S", "http://h/p?api%2Dkey=REDACTED"),
+            ("http://h/p?token%20=S", "http://h/p?token%20=REDACTED"),
+            ("http://h/p?token[]=S", "http://h/p?token[]=REDACTED"),
+            ("http://h/p?token+=S&q=1", "http://h/p?token+=REDACTED&q=1"),
+            ("http://h/p?API_KEY=S", "http://h/p?API_KEY=REDACTED"),
+            ("http://u:pw@h/p?q=1", "http://h/p?q=1"),
+            ("http://h/cb?q=1#access_token=S", "http://h/cb?q=1"),
+            ("https://h:8443/p?page=2", "https://h:8443/p?page=2"),
+        ];
+        for (url, expected) in table {
+            let url = reqwest::Url::parse(url).unwrap();
+            assert_eq!(url_full(&url), expected, "{url}");
+        }
     }
 }

@@ -40,6 +40,7 @@
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
 //! | `SOMA_RUNTIME_METRICS` | `false` leaves out the tokio runtime metrics (`tokio_runtime_*`, see [`runtime`](crate::runtime)) | `true` | error |
+//! | `SOMA_TRUSTED_PROTO_HEADER` | the header your reverse proxy sets to the client's scheme, trusted for `url.scheme`: `x-forwarded-proto`, `forwarded` (its `proto=`) or `none`. Set it only when every request comes through that proxy and the proxy overwrites (or appends to) the header | `none`: `url.scheme` is the listener's (`http`, or `https` with [`with_tls_listener`](crate::ObservabilityBuilder::with_tls_listener)); the request line never decides | error |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -125,6 +126,8 @@ pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
 pub const SOMA_METRICS_ADDR: &str = "SOMA_METRICS_ADDR";
 /// `SOMA_RUNTIME_METRICS`.
 pub const SOMA_RUNTIME_METRICS: &str = "SOMA_RUNTIME_METRICS";
+/// `SOMA_TRUSTED_PROTO_HEADER`.
+pub const SOMA_TRUSTED_PROTO_HEADER: &str = "SOMA_TRUSTED_PROTO_HEADER";
 
 /// Where a signal is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +197,21 @@ pub enum Propagator {
     Baggage,
 }
 
+/// A header through which a trusted reverse proxy tells the service the scheme the client used
+/// (see [`ObservabilityBuilder::with_trusted_proto_header`](crate::ObservabilityBuilder::with_trusted_proto_header)).
+///
+/// When a request carries the header several times or as a list, the last value counts: that
+/// is the one the nearest proxy (yours) wrote. A value other than `http` or `https`, or a
+/// missing header, leaves the listener's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtoHeader {
+    /// `X-Forwarded-Proto: https` (nginx, AWS load balancers, most ingress controllers).
+    XForwardedProto,
+    /// `Forwarded: for=192.0.2.1;proto=https` (RFC 7239): the `proto` parameter.
+    Forwarded,
+}
+
 /// Where and how one signal (traces or logs) is exported over OTLP.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpConfig {
@@ -220,6 +238,7 @@ pub struct OtlpConfig {
 /// Build it with [`ObservabilityConfig::from_env`] (or [`ObservabilityConfig::from_lookup`] in
 /// tests), then adjust it in code; code beats the environment.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::struct_excessive_bools)] // independent on/off settings, one per variable
 pub struct ObservabilityConfig {
     /// `service.name`, when the code does not set one.
     pub service_name: Option<String>,
@@ -249,6 +268,12 @@ pub struct ObservabilityConfig {
     pub runtime_metrics: bool,
     /// Which HTTP headers become span attributes (see [`http::headers`](crate::http::headers)).
     pub capture_headers: crate::http::HeaderCapture,
+    /// `SOMA_TRUSTED_PROTO_HEADER`: the proxy header trusted for `url.scheme` (`None`: the
+    /// listener's scheme, whatever the request says).
+    pub trusted_proto_header: Option<ProtoHeader>,
+    /// Whether the listener serving the instrumented router terminates TLS (`url.scheme` is then
+    /// `https`). Not read from the environment: the code that binds the listener knows it.
+    pub tls_listener: bool,
 }
 
 /// Default batch delay: short enough that a short-lived job exports, long enough to batch.
@@ -414,6 +439,19 @@ impl ObservabilityConfig {
                 .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
                 .unwrap_or(true),
             capture_headers: env.capture_headers()?,
+            trusted_proto_header: env
+                .parse(
+                    SOMA_TRUSTED_PROTO_HEADER,
+                    "x-forwarded-proto, forwarded or none",
+                    |v| match v {
+                        "x-forwarded-proto" => Some(Some(ProtoHeader::XForwardedProto)),
+                        "forwarded" => Some(Some(ProtoHeader::Forwarded)),
+                        "none" => Some(None),
+                        _ => None,
+                    },
+                )?
+                .flatten(),
+            tls_listener: false,
         })
     }
 
@@ -835,6 +873,11 @@ mod tests {
                 "x(1)",
                 "header names",
             ),
+            (
+                "SOMA_TRUSTED_PROTO_HEADER",
+                "X-Real-Proto",
+                "x-forwarded-proto, forwarded or none",
+            ),
             ("RUST_LOG", "info,[", "directives"),
         ];
         for (var, value, expected) in cases {
@@ -854,6 +897,21 @@ mod tests {
                 "{var}: {got_expected:?} does not mention {expected:?}"
             );
             assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_trusted_proto_header_is_opt_in() {
+        assert_eq!(config(&[]).unwrap().trusted_proto_header, None);
+        for (value, expected) in [
+            ("x-forwarded-proto", Some(ProtoHeader::XForwardedProto)),
+            ("forwarded", Some(ProtoHeader::Forwarded)),
+            ("none", None),
+            ("", None),
+        ] {
+            let c = config(&[("SOMA_TRUSTED_PROTO_HEADER", value)]).unwrap();
+            assert_eq!(c.trusted_proto_header, expected, "{value:?}");
+            assert!(!c.tls_listener);
         }
     }
 

@@ -3,6 +3,12 @@
 //! - [`ConfigError`]: a configuration value (from code or from an `OTEL_*` variable) is not valid.
 //! - [`SetupError`]: building or installing the telemetry pipelines failed.
 //! - [`ShutdownError`]: flushing or shutting down a provider failed or timed out.
+//!
+//! Their `Debug` form is their message (followed by any cause the message does not already
+//! include), as `anyhow` prints errors: a `main` that returns `Result<(), Box<dyn Error>>`
+//! prints `Error: {err:?}`, and a user must read
+//! `OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected ...`, not the enum's fields. The
+//! fields are public on each variant for code that needs them.
 
 use std::time::Duration;
 
@@ -32,7 +38,7 @@ impl std::fmt::Display for Signal {
 ///
 /// The message names the setting, the rejected value and what is accepted, e.g.
 /// `OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected grpc or http/protobuf`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// An environment variable holds a value that cannot be used.
@@ -56,7 +62,7 @@ pub enum ConfigError {
 }
 
 /// Building or installing the telemetry pipelines failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
     /// The configuration is not valid.
@@ -110,13 +116,171 @@ pub enum SetupError {
 }
 
 /// Flushing or shutting down telemetry failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// None of these errors means the application failed: a service whose own work stopped cleanly
+/// can log the error and exit 0 (the reference services do).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
+    /// Spans or log records could not be delivered before the deadline (the collector was
+    /// down, hung or refusing) and are lost; the counts say how many. Shutdown itself finished
+    /// on time (see "Shutdown during a collector outage" in `docs/integration-guide.md`).
+    #[error(transparent)]
+    Undelivered(Undelivered),
     /// Shutdown did not finish within its deadline; pending telemetry may be lost.
     #[error("telemetry shutdown did not finish within {0:?}; pending telemetry may be lost")]
     Timeout(Duration),
     /// One or more providers reported errors while shutting down.
     #[error("telemetry shutdown reported errors: {}", .0.join("; "))]
     Providers(Vec<String>),
+}
+
+impl ShutdownError {
+    /// Spans known to be lost at shutdown (0 unless [`ShutdownError::Undelivered`]).
+    pub fn spans_lost(&self) -> u64 {
+        match self {
+            Self::Undelivered(undelivered) => undelivered.spans,
+            _ => 0,
+        }
+    }
+
+    /// Log records known to be lost at shutdown (0 unless [`ShutdownError::Undelivered`]).
+    pub fn log_records_lost(&self) -> u64 {
+        match self {
+            Self::Undelivered(undelivered) => undelivered.log_records,
+            _ => 0,
+        }
+    }
+}
+
+/// What shutdown could not deliver: spans and log records that were queued (or being exported)
+/// when the deadline came, or whose last export failed, and why.
+///
+/// Displays as, for example, `telemetry shutdown lost 1200 spans and 3 log records within the
+/// 10s deadline; traces: the collector could not be reached (...)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// Spans not delivered: failed in the final exports, not attempted because the deadline
+    /// left no time for another attempt, or still in flight when it passed.
+    pub spans: u64,
+    /// Log records not delivered, counted the same way.
+    pub log_records: u64,
+    /// The shutdown deadline.
+    pub deadline: Duration,
+    /// Why, one entry per signal (`traces: ...`, `logs: ...`), plus any other provider error.
+    pub causes: Vec<String>,
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "telemetry shutdown lost {} span{} and {} log record{} within the {:?} deadline",
+            self.spans,
+            if self.spans == 1 { "" } else { "s" },
+            self.log_records,
+            if self.log_records == 1 { "" } else { "s" },
+            self.deadline,
+        )?;
+        if !self.causes.is_empty() {
+            write!(f, "; {}", self.causes.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Undelivered {}
+
+/// `Debug` is the readable message (see the [module docs](self)).
+macro_rules! readable_debug {
+    ($($error:ty),* $(,)?) => {$(
+        impl std::fmt::Debug for $error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write_readable(self, f)
+            }
+        }
+    )*};
+}
+
+readable_debug!(ConfigError, SetupError, ShutdownError);
+
+/// Writes `error`'s message, then each cause in its source chain that the message does not
+/// already contain, in the `Caused by:` layout `anyhow` uses.
+fn write_readable(
+    error: &dyn std::error::Error,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    let message = error.to_string();
+    f.write_str(&message)?;
+    let mut heading = false;
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        let text = source.to_string();
+        if !message.contains(&text) {
+            if !heading {
+                f.write_str("\n\nCaused by:")?;
+                heading = true;
+            }
+            write!(f, "\n    {text}")?;
+        }
+        cause = source.source();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_the_readable_message() {
+        let err = SetupError::from(ConfigError::InvalidEnv {
+            var: "OTEL_EXPORTER_OTLP_PROTOCOL",
+            value: "htp".to_owned(),
+            expected: "grpc or http/protobuf",
+        });
+        let expected =
+            r#"OTEL_EXPORTER_OTLP_PROTOCOL="htp" is not valid: expected grpc or http/protobuf"#;
+        assert_eq!(format!("{err:?}"), expected);
+        assert_eq!(format!("{err:#?}"), expected);
+        // What `main() -> Result<(), Box<dyn Error>>` prints.
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(format!("Error: {boxed:?}"), format!("Error: {expected}"));
+        assert_eq!(
+            format!(
+                "{:?}",
+                ShutdownError::Providers(vec!["traces: failed".to_owned()])
+            ),
+            "telemetry shutdown reported errors: traces: failed"
+        );
+    }
+
+    #[test]
+    fn debug_adds_causes_the_message_does_not_show() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("inner cause"));
+        let mut out = String::new();
+        std::fmt::write(&mut out, format_args!("{}", Readable(&err))).unwrap();
+        assert_eq!(out, "outer\n\nCaused by:\n    inner cause");
+
+        let listener = SetupError::MetricsListener {
+            address: ([127, 0, 0, 1], 9).into(),
+            source: std::io::Error::other("address in use"),
+        };
+        assert_eq!(
+            format!("{listener:?}"),
+            listener.to_string(),
+            "cause shown once"
+        );
+    }
+
+    struct Readable<'a>(&'a dyn std::error::Error);
+    impl std::fmt::Display for Readable<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write_readable(self.0, f)
+        }
+    }
 }

@@ -39,6 +39,10 @@ where
     opentelemetry::global::set_meter_provider(crate::metrics::SecondsBucketsProvider(
         parts.meter_provider.clone(),
     ));
+    // Instruments from `get_meter` made before this point record into the provider from now on.
+    crate::deferred::bind(crate::metrics::SecondsBucketsProvider(
+        parts.meter_provider.clone(),
+    ));
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }

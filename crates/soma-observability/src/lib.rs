@@ -26,7 +26,9 @@
 //!   [`runtime`]) and `target_info` with the service's resource;
 //! - creates a `SERVER` span per request, continuing the caller's W3C `traceparent`, and sends
 //!   spans over OTLP;
-//! - sends `tracing` events to stdout and over OTLP logs, each with its trace and span id;
+//! - sends `tracing` events to stdout and over OTLP logs, each with the trace and span id of
+//!   the span it was emitted in (`trace_id=.. span_id=..` at the end of a text line, two fields
+//!   in JSON);
 //! - reads the standard `OTEL_*` variables (see [`config`]).
 //!
 //! A service without a collector runs normally: exports fail in the background, with bounded
@@ -86,8 +88,12 @@
 //!
 //! # Custom telemetry
 //!
-//! [`get_meter`] returns a meter whose instruments land in the same `/metrics`; histograms in
-//! seconds get second-scale buckets. [`get_tracer`] returns the global tracer; `tracing` spans
+//! The crate re-exports the OpenTelemetry API ([`opentelemetry`]) and [`tracing`]: use
+//! `soma_observability::opentelemetry::KeyValue` rather than a direct `opentelemetry`
+//! dependency, whose other version would have other types and other globals.
+//!
+//! [`get_meter`] returns a meter whose instruments land in the same `/metrics`, even when made
+//! before setup (in the app state); histograms in seconds get second-scale buckets. [`get_tracer`] returns the global tracer; `tracing` spans
 //! in handlers also become OpenTelemetry spans, children of the request's server span.
 //! [`HttpClient`] propagates the context to downstream services.
 //!
@@ -106,6 +112,8 @@
 mod builder;
 mod client;
 pub mod config;
+mod deferred;
+mod delivery;
 mod endpoint;
 mod error;
 mod exposition;
@@ -128,10 +136,30 @@ pub use builder::{
 pub use client::HttpClient;
 pub use config::ObservabilityConfig;
 pub use endpoint::METRICS_PATH;
-pub use error::{ConfigError, SetupError, ShutdownError, Signal};
+pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use serve::shutdown_signal;
+
+/// The OpenTelemetry API this crate is built on (0.33), re-exported so that your instruments,
+/// attributes and tracers are the very types [`get_meter`] and [`get_tracer`] use.
+///
+/// Use it instead of a direct `opentelemetry` dependency:
+/// `soma_observability::opentelemetry::KeyValue`,
+/// `soma_observability::opentelemetry::metrics::Counter`,
+/// `soma_observability::opentelemetry::trace::{TraceContextExt, Tracer}`. A second
+/// `opentelemetry` of another version in your `Cargo.toml` has its own types and its own
+/// globals: `expected Counter<u64>, found a different Counter<u64>`, or metrics that never
+/// reach `/metrics`.
+pub use opentelemetry;
+
+/// The `tracing` crate whose events and spans this crate's subscriber sends to stdout and OTLP:
+/// `soma_observability::tracing::info!(..)`, `soma_observability::tracing::info_span!(..)`.
+///
+/// The `#[tracing::instrument]` attribute expands to `::tracing::..` paths, so it needs
+/// `tracing` as a direct dependency (`cargo add tracing@0.1`); any 0.1 version is the same
+/// crate as this one, cargo unifies them.
+pub use tracing;
 
 use axum::Router;
 
@@ -162,17 +190,22 @@ where
 
 /// A meter from the global provider, for custom business metrics; they appear on `/metrics`.
 ///
-/// Before [`setup_observability`] it returns a no-op meter.
+/// It may be called before [`setup_observability`] (to keep instruments in the app state that
+/// `.with_state(..)` hands to the router before setup): such instruments record into the
+/// installed provider. What they record before setup is kept (up to 1 024 measurements per
+/// instrument; beyond, one warning at setup names the meter and instrument) and replayed at
+/// setup; observable instruments' callbacks run from setup on. (Meters from
+/// `opentelemetry::global::meter` made before setup stay no-ops forever: use this function.)
 ///
 /// ```
 /// let orders = soma_observability::get_meter("checkout")
 ///     .u64_counter("checkout.orders")
 ///     .with_description("Orders placed.")
 ///     .build();
-/// orders.add(1, &[opentelemetry::KeyValue::new("payment.method", "card")]);
+/// orders.add(1, &[soma_observability::opentelemetry::KeyValue::new("payment.method", "card")]);
 /// ```
 pub fn get_meter(name: &'static str) -> opentelemetry::metrics::Meter {
-    opentelemetry::global::meter(name)
+    deferred::meter(name)
 }
 
 /// A tracer from the global provider, for spans made with the OpenTelemetry API.

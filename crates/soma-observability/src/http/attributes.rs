@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use axum::http::{Method, Version};
+use axum::http::{HeaderMap, HeaderName, Method, Version};
 use opentelemetry::StringValue;
 
 use super::series::Series;
+use crate::config::ProtoHeader;
 
 /// `http.request.method` values, indexed by [`method_index`]; the last one is [`OTHER`].
 pub(crate) const METHODS: [&str; 10] = [
@@ -40,14 +41,63 @@ pub(crate) fn method(method: &Method) -> &'static str {
 /// The value semantic conventions use for anything outside a known set.
 pub(crate) const OTHER: &str = "_OTHER";
 
-/// `url.scheme` values, indexed by [`scheme_index`].
+/// `url.scheme` values, indexed by [`SchemeRule::index`].
 pub(crate) const SCHEMES: [&str; 2] = ["http", "https"];
 
-/// `url.scheme`: the request URI's scheme when it has one (absolute-form, HTTP/2), else `http`.
-pub(crate) fn scheme_index(uri: &axum::http::Uri) -> u8 {
-    match uri.scheme_str() {
-        Some("https") => 1,
-        _ => 0,
+/// How `url.scheme` is decided: from the connection, never from the request line. A client
+/// can write `GET https://host/ HTTP/1.1` or an HTTP/2 `:scheme: https` over plain TCP; what
+/// counts is whether the listener terminates TLS, or, when the user trusts a proxy, the
+/// header that proxy sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SchemeRule {
+    pub(crate) tls_listener: bool,
+    pub(crate) trusted_header: Option<ProtoHeader>,
+}
+
+impl SchemeRule {
+    /// The index in [`SCHEMES`] of a request's `url.scheme`.
+    pub(crate) fn index(self, headers: &HeaderMap) -> u8 {
+        let listener = u8::from(self.tls_listener);
+        let forwarded = match self.trusted_header {
+            None => None,
+            Some(ProtoHeader::XForwardedProto) => headers
+                .get_all(X_FORWARDED_PROTO)
+                .iter()
+                .next_back()
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.rsplit(',').next()),
+            Some(ProtoHeader::Forwarded) => headers
+                .get_all(axum::http::header::FORWARDED)
+                .iter()
+                .next_back()
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.rsplit(',').next())
+                .and_then(forwarded_proto),
+        };
+        forwarded.and_then(proto_index).unwrap_or(listener)
+    }
+}
+
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The `proto` parameter of one `Forwarded` element (`for=192.0.2.1;proto=https`).
+fn forwarded_proto(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("proto")
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
+fn proto_index(value: &str) -> Option<u8> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("http") {
+        Some(0)
+    } else if value.eq_ignore_ascii_case("https") {
+        Some(1)
+    } else {
+        None
     }
 }
 
@@ -75,10 +125,10 @@ pub(crate) struct Labels {
 }
 
 impl Labels {
-    pub(crate) fn of<B>(req: &axum::http::Request<B>) -> Self {
+    pub(crate) fn of<B>(req: &axum::http::Request<B>, scheme: SchemeRule) -> Self {
         Self {
             method: method_index(req.method()),
-            scheme: scheme_index(req.uri()),
+            scheme: scheme.index(req.headers()),
             version: protocol_version_index(req.version()),
         }
     }
@@ -298,34 +348,129 @@ const SENSITIVE_QUERY_KEYS: &[&str] = &[
 
 /// `url.query` with the values of sensitive parameters replaced by `REDACTED`, as the URL
 /// semantic conventions ask.
-pub(crate) fn redact_query(query: &str) -> String {
-    let mut out = String::with_capacity(query.len());
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        let (key, value) = match pair.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (pair, None),
+///
+/// A parameter is judged by its name as the application reads it: percent-escapes and `+` are
+/// decoded as `form_urlencoded` (axum's `Query`) decodes them, so `to%6Ben`, `%74oken`,
+/// `api%2Dkey` and `token%20` count as `token` / `api-key`. The decoded name is then normalised
+/// (ASCII case folded; whitespace, `-`, `_` and `.` ignored) and split at brackets, so that
+/// `token[]`, `token[0]` and `user[password]` are sensitive too: the name or any bracketed part
+/// of it is compared with the sensitive list. The redacted pair keeps the raw name, so the
+/// result reads like the request (`to%6Ben=REDACTED`).
+///
+/// Nothing is allocated when no parameter is sensitive.
+pub(crate) fn redact_query(query: &str) -> Cow<'_, str> {
+    let mut pairs = query.split('&');
+    let mut offset = 0;
+    // Find the first sensitive pair without allocating.
+    let first = loop {
+        let Some(pair) = pairs.next() else {
+            return Cow::Borrowed(query);
         };
-        out.push_str(key);
-        if let Some(value) = value {
-            out.push('=');
-            if is_sensitive(key) {
-                out.push_str("REDACTED");
-            } else {
-                out.push_str(value);
+        if let Some((name, _)) = pair.split_once('=') {
+            if is_sensitive(name) {
+                break (offset, name);
             }
         }
+        offset += pair.len() + 1;
+    };
+    let mut out = String::with_capacity(query.len());
+    out.push_str(&query[..first.0]);
+    push_redacted(&mut out, first.1);
+    for pair in pairs {
+        out.push('&');
+        match pair.split_once('=') {
+            Some((name, _)) if is_sensitive(name) => push_redacted(&mut out, name),
+            _ => out.push_str(pair),
+        }
     }
-    out
+    Cow::Owned(out)
 }
 
-fn is_sensitive(key: &str) -> bool {
-    let decoded = key.replace("%5F", "_").replace("%5f", "_");
-    SENSITIVE_QUERY_KEYS
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(&decoded))
+fn push_redacted(out: &mut String, name: &str) {
+    out.push_str(name);
+    out.push_str("=REDACTED");
+}
+
+/// The longest normalised name part that is compared; longer parts are never sensitive.
+const MAX_NAME_PART: usize = 32;
+
+/// Whether the raw (still encoded) parameter name `name` is sensitive (see [`redact_query`]).
+fn is_sensitive(name: &str) -> bool {
+    let mut part = [0_u8; MAX_NAME_PART];
+    let mut len = 0;
+    let mut too_long = false;
+    let mut sensitive = false;
+    let mut end_part = |part: &[u8], too_long: bool| {
+        sensitive |= !too_long && !part.is_empty() && is_sensitive_part(part);
+    };
+    for byte in FormDecoded::new(name.as_bytes()) {
+        match byte {
+            b'[' | b']' => {
+                end_part(&part[..len], too_long);
+                len = 0;
+                too_long = false;
+            }
+            b'-' | b'_' | b'.' => {}
+            byte if byte.is_ascii_whitespace() => {}
+            byte => match part.get_mut(len) {
+                Some(slot) => {
+                    *slot = byte.to_ascii_lowercase();
+                    len += 1;
+                }
+                None => too_long = true,
+            },
+        }
+    }
+    end_part(&part[..len], too_long);
+    sensitive
+}
+
+/// Whether a normalised name part (lower case, no separators) is one of
+/// [`SENSITIVE_QUERY_KEYS`], normalised the same way.
+fn is_sensitive_part(part: &[u8]) -> bool {
+    SENSITIVE_QUERY_KEYS.iter().any(|key| {
+        key.bytes()
+            .filter(|b| !matches!(b, b'-' | b'_' | b'.'))
+            .eq(part.iter().copied())
+    })
+}
+
+/// The bytes of an `application/x-www-form-urlencoded` string decoded as `form_urlencoded`
+/// decodes them: `+` is a space, `%XX` a byte, and a `%` not followed by two hex digits is
+/// kept as it is.
+struct FormDecoded<'a> {
+    bytes: std::slice::Iter<'a, u8>,
+}
+
+impl<'a> FormDecoded<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes: bytes.iter(),
+        }
+    }
+}
+
+impl Iterator for FormDecoded<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = *self.bytes.next()?;
+        match byte {
+            b'+' => Some(b' '),
+            b'%' => {
+                let rest = self.bytes.as_slice();
+                let digit = |i: usize| rest.get(i).and_then(|b| char::from(*b).to_digit(16));
+                match (digit(0), digit(1)) {
+                    (Some(high), Some(low)) => {
+                        self.bytes.nth(1);
+                        u8::try_from(high * 16 + low).ok()
+                    }
+                    _ => Some(b'%'),
+                }
+            }
+            byte => Some(byte),
+        }
+    }
 }
 
 /// Cuts `value` to at most `limit` bytes, on a character boundary.
@@ -357,6 +502,157 @@ mod tests {
             redact_query("q=rust&token=abc&API_KEY=k&sig=s&x-amz-signature=z&flag"),
             "q=rust&token=REDACTED&API_KEY=REDACTED&sig=REDACTED&x-amz-signature=REDACTED&flag"
         );
+    }
+
+    /// Every way of spelling a sensitive name that the application still reads as that name.
+    #[test]
+    fn encoded_and_decorated_names_are_redacted() {
+        let table = [
+            // Plain names, as before.
+            ("token=S", "token=REDACTED"),
+            ("TOKEN=S", "TOKEN=REDACTED"),
+            ("api_key=S", "api_key=REDACTED"),
+            ("api-key=S", "api-key=REDACTED"),
+            // Percent-encoded letters and separators (decoded by axum's `Query`).
+            ("to%6Ben=S", "to%6Ben=REDACTED"),
+            ("to%6ben=S", "to%6ben=REDACTED"),
+            ("%74oken=S", "%74oken=REDACTED"),
+            ("%74%6F%6B%65%6E=S", "%74%6F%6B%65%6E=REDACTED"),
+            ("api%2Dkey=S", "api%2Dkey=REDACTED"),
+            ("api%5Fkey=S", "api%5Fkey=REDACTED"),
+            ("api%5fkey=S", "api%5fkey=REDACTED"),
+            // Surrounding whitespace, encoded or as `+`.
+            ("token%20=S", "token%20=REDACTED"),
+            ("%20token=S", "%20token=REDACTED"),
+            ("token+=S", "token+=REDACTED"),
+            ("token%09=S", "token%09=REDACTED"),
+            // Array and map forms.
+            ("token[]=S", "token[]=REDACTED"),
+            ("token%5B%5D=S", "token%5B%5D=REDACTED"),
+            ("token[0]=S", "token[0]=REDACTED"),
+            ("user[password]=S", "user[password]=REDACTED"),
+            // Other separators.
+            ("api.key=S", "api.key=REDACTED"),
+            ("Api-Key=S", "Api-Key=REDACTED"),
+            ("x-amz-signature=S", "x-amz-signature=REDACTED"),
+            ("X%2DAmz%2DSignature=S", "X%2DAmz%2DSignature=REDACTED"),
+            // Several pairs; only sensitive values change, the rest is kept byte for byte.
+            (
+                "q=a%20b&to%6Ben=S&page=2&token[]=T",
+                "q=a%20b&to%6Ben=REDACTED&page=2&token[]=REDACTED",
+            ),
+            ("token=a=b&x=1", "token=REDACTED&x=1"),
+            ("&&token=S&", "&&token=REDACTED&"),
+            // Not sensitive: left alone.
+            ("tokens=S", "tokens=S"),
+            ("monkey=S", "monkey=S"),
+            ("token", "token"),
+            ("q=token", "q=token"),
+            ("%=S&%4=S&%zz=S", "%=S&%4=S&%zz=S"),
+            ("to%256Ben=S", "to%256Ben=S"), // decodes to `to%6Ben`, not `token`
+            (
+                "averyveryveryveryveryverylongparametername=S",
+                "averyveryveryveryveryverylongparametername=S",
+            ),
+            ("", ""),
+        ];
+        for (query, expected) in table {
+            assert_eq!(redact_query(query), expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_query_without_secrets_is_not_copied() {
+        let query = "q=rust&page=2&to%6Bens=x";
+        assert!(matches!(redact_query(query), Cow::Borrowed(q) if q == query));
+    }
+
+    #[test]
+    fn form_decoding_matches_form_urlencoded() {
+        for raw in [
+            "to%6Ben",
+            "a+b",
+            "%",
+            "%4",
+            "%4g",
+            "%41%42",
+            "%e2%82%ac",
+            "x%2",
+        ] {
+            let ours: Vec<u8> = FormDecoded::new(raw.as_bytes()).collect();
+            let theirs: Vec<u8> = url::form_urlencoded::parse(format!("{raw}=v").as_bytes())
+                .next()
+                .map(|(name, _)| name.into_owned().into_bytes())
+                .unwrap();
+            assert_eq!(ours, theirs, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_scheme_comes_from_the_listener_or_a_trusted_header_only() {
+        fn scheme(rule: SchemeRule, headers: &[(&str, &str)]) -> &'static str {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            SCHEMES[usize::from(rule.index(&map))]
+        }
+        let plain = SchemeRule::default();
+        let tls = SchemeRule {
+            tls_listener: true,
+            trusted_header: None,
+        };
+        let xfp = SchemeRule {
+            tls_listener: false,
+            trusted_header: Some(ProtoHeader::XForwardedProto),
+        };
+        let forwarded = SchemeRule {
+            tls_listener: false,
+            trusted_header: Some(ProtoHeader::Forwarded),
+        };
+        let spoof = [("x-forwarded-proto", "https"), ("forwarded", "proto=https")];
+        assert_eq!(scheme(plain, &spoof), "http");
+        assert_eq!(scheme(tls, &[]), "https");
+        assert_eq!(scheme(tls, &[("x-forwarded-proto", "http")]), "https");
+        assert_eq!(scheme(xfp, &[("x-forwarded-proto", "https")]), "https");
+        assert_eq!(scheme(xfp, &[("x-forwarded-proto", " HTTPS ")]), "https");
+        assert_eq!(scheme(xfp, &[("forwarded", "proto=https")]), "http");
+        assert_eq!(scheme(xfp, &[("x-forwarded-proto", "gopher")]), "http");
+        // The last value is the one the nearest (trusted) proxy wrote.
+        assert_eq!(scheme(xfp, &[("x-forwarded-proto", "https, http")]), "http");
+        assert_eq!(
+            scheme(
+                xfp,
+                &[
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-proto", "https")
+                ]
+            ),
+            "https"
+        );
+        assert_eq!(
+            scheme(forwarded, &[("forwarded", "for=192.0.2.1;proto=https")]),
+            "https"
+        );
+        assert_eq!(
+            scheme(
+                forwarded,
+                &[("forwarded", r#"for="[2001:db8::1]";Proto="https""#)]
+            ),
+            "https"
+        );
+        assert_eq!(
+            scheme(
+                forwarded,
+                &[("forwarded", "proto=https;for=a, for=b;proto=http")]
+            ),
+            "http"
+        );
+        assert_eq!(scheme(forwarded, &[("forwarded", "for=b")]), "http");
+        assert_eq!(scheme(forwarded, &[("x-forwarded-proto", "https")]), "http");
     }
 
     #[test]

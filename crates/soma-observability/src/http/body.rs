@@ -1,23 +1,38 @@
 //! The response body, which records the request when it ends or is dropped.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use axum::BoxError;
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::state::RequestState;
+use super::state::{panic_message, report_panic, PanicSite, RequestState};
 
 pin_project! {
     /// The response body of a request measured by [`HttpTelemetry`](super::HttpTelemetry).
     ///
     /// It counts the bytes sent and records the request's metrics and ends its span when the
-    /// body ends, or when it is dropped (the client went away).
+    /// body ends, or when it is dropped (the client went away). A body that panics while it
+    /// streams ends with an error, so the response is aborted rather than cut short as if it
+    /// were complete (see the [module docs](super#panics)).
     pub struct ResponseBody<B> {
         #[pin]
-        inner: B,
+        inner: Inner<B>,
         state: Option<RequestState>,
+        catch_panic: bool,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<B> {
+        /// The application's body.
+        Body { #[pin] body: B },
+        /// No body: the 500 that replaces a panicked handler, or a body that panicked.
+        Empty,
     }
 }
 
@@ -28,26 +43,77 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, state: Option<RequestState>) -> Self {
-        Self { inner, state }
+    pub(crate) fn new(body: B, state: Option<RequestState>, catch_panic: bool) -> Self {
+        Self {
+            inner: Inner::Body { body },
+            state,
+            catch_panic,
+        }
+    }
+
+    /// An empty body that records `state` when it is sent or dropped.
+    pub(crate) fn empty(state: Option<RequestState>) -> Self {
+        Self {
+            inner: Inner::Empty,
+            state,
+            catch_panic: true,
+        }
     }
 }
 
-impl<B: Body> Body for ResponseBody<B> {
+/// The error a body that panicked ends with.
+#[derive(Debug)]
+struct BodyPanicked(String);
+
+impl std::fmt::Display for BodyPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the response body panicked: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyPanicked {}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = if this.inner.is_end_stream() {
-            // A finished body runs no more application code: no context to make current.
-            this.inner.poll_frame(cx)
-        } else {
-            let _attached = this.state.as_ref().and_then(RequestState::attach_context);
-            this.inner.poll_frame(cx)
+        let mut this = self.project();
+        let polled = match this.inner.as_mut().project() {
+            InnerProj::Empty => Ok(Poll::Ready(None)),
+            InnerProj::Body { body } => {
+                // A finished body runs no more application code: no context to make current.
+                let _attached = if body.is_end_stream() {
+                    None
+                } else {
+                    this.state.as_ref().and_then(RequestState::attach_context)
+                };
+                std::panic::catch_unwind(AssertUnwindSafe(|| body.poll_frame(cx)))
+            }
+        };
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(payload) => {
+                let message = panic_message(payload.as_ref()).to_owned();
+                match this.state.take() {
+                    // Recorded as the state drops.
+                    Some(mut state) => state.panicked(&message, PanicSite::Body),
+                    None => report_panic(&message, PanicSite::Body),
+                }
+                if !*this.catch_panic {
+                    std::panic::resume_unwind(payload);
+                }
+                // Never poll the panicked body again.
+                this.inner.set(Inner::Empty);
+                return Poll::Ready(Some(Err(Box::new(BodyPanicked(message)))));
+            }
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -59,14 +125,20 @@ impl<B: Body> Body for ResponseBody<B> {
             Poll::Ready(None | Some(Err(_))) => drop(this.state.take()),
             Poll::Pending => {}
         }
-        polled
+        polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Body { body } => body.is_end_stream(),
+            Inner::Empty => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Body { body } => body.size_hint(),
+            Inner::Empty => SizeHint::with_exact(0),
+        }
     }
 }

@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::SdkTracer;
 use opentelemetry_semantic_conventions::metric as semconv;
 use tower::{Layer, Service};
 
-use super::attributes::{Route, RouteInterner};
+use super::attributes::{Route, RouteInterner, SchemeRule};
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::series::InFlight;
@@ -47,6 +47,11 @@ pub(crate) struct Shared {
     pub(crate) attribute_value_length_limit: usize,
     /// The headers recorded on server spans.
     pub(crate) headers: Arc<super::headers::HeaderCaptures>,
+    /// How `url.scheme` is decided.
+    pub(crate) scheme: SchemeRule,
+    /// Whether a panicking handler becomes a 500 (and a panicking body an aborted response)
+    /// instead of unwinding into the server.
+    pub(crate) catch_panic: bool,
 }
 
 pub(crate) struct HttpInstruments {
@@ -175,6 +180,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: http_body::Body,
     ResBody: http_body::Body,
+    ResBody::Error: Into<axum::BoxError>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -187,7 +193,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let path = req.uri().path();
         if self.shared.excluded_paths.iter().any(|p| p == path) {
-            return ResponseFuture::untracked(self.inner.call(req));
+            return ResponseFuture::untracked(self.inner.call(req), self.shared.catch_panic);
         }
         let route = self.route(
             req.extensions()
@@ -199,6 +205,6 @@ where
             let _attached = state.attach_context();
             self.inner.call(req)
         };
-        ResponseFuture::tracked(future, state)
+        ResponseFuture::tracked(future, state, self.shared.catch_panic)
     }
 }

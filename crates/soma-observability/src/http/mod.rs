@@ -19,8 +19,9 @@
 //! or `_OTHER`; `http_route` is the axum route template (`/users/{id}`, nested routers included)
 //! and is absent when no route matched, so every unmatched path shares one series;
 //! `http_response_status_code` is a number; nothing from the host, the query, headers or bodies
-//! becomes a label. `error_type` is the status code for 5xx responses, or the inner service's
-//! error type when it failed before producing a response.
+//! becomes a label. `error_type` is the status code for 5xx responses, `panic` when the handler
+//! or the response body panicked (see [Panics](#panics)), or the inner service's error type when
+//! it failed before producing a response.
 //!
 //! # Spans
 //!
@@ -31,6 +32,42 @@
 //! (`00-{trace_id}-{span_id}-{flags}`) so the caller can find the trace. Header values are never
 //! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
 //! sensitive query parameters are redacted in `url.query`.
+//! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
+//! as axum's `Query` extractor decodes them, ASCII case, whitespace and the separators `-`, `_`
+//! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
+//! of its parts is. The redacted pair keeps the name as sent: `to%6Ben=REDACTED`.
+//!
+//! # Panics
+//!
+//! A panic is an error in every signal, wherever it happens, and never looks like a client that
+//! went away:
+//!
+//! - a panicking handler is answered with an empty `500 Internal Server Error` (as tower-http's
+//!   `CatchPanicLayer` would), counted with `http_response_status_code="500"` and
+//!   `error_type="panic"`;
+//! - a response body that panics while it streams ends with an error, so the server aborts the
+//!   response (HTTP/1.1 closes the connection, HTTP/2 resets the stream) instead of ending it as
+//!   if it were complete; it is counted with the status already sent and `error_type="panic"`;
+//! - either way the server span gets status Error (described by the panic message),
+//!   `error.type = "panic"` and an `exception` event (`exception.type = "panic"`,
+//!   `exception.message`), and an ERROR `tracing` event with target `panic` is emitted in the
+//!   request's trace, so it reaches OTLP logs with the request's trace id.
+//!
+//! [`with_catch_panic(false)`](crate::ObservabilityBuilder::with_catch_panic) keeps all of that
+//! but lets the panic continue into the server afterwards (hyper drops the connection), for
+//! services that handle panics in a layer of their own. A request whose client disconnects is
+//! still recorded as cancelled: no status, no error, and the event "request cancelled before a
+//! response was produced" on its span.
+//!
+//! # `url.scheme`
+//!
+//! The scheme is the connection's, never the request line's: `http` on a plain listener even
+//! for an absolute-form `GET https://host/ HTTP/1.1` or an HTTP/2 `:scheme: https`; `https`
+//! when the listener terminates TLS
+//! ([`with_tls_listener`](crate::ObservabilityBuilder::with_tls_listener)) or when a proxy the
+//! user trusts says so in the header named by
+//! [`with_trusted_proto_header`](crate::ObservabilityBuilder::with_trusted_proto_header) (or
+//! `SOMA_TRUSTED_PROTO_HEADER`).
 //!
 //! # Layer placement
 //!
@@ -52,6 +89,6 @@ pub use future::ResponseFuture;
 pub use headers::HeaderCapture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
-pub(crate) use attributes::RouteInterner;
 pub(crate) use attributes::{method as method_attribute, redact_query};
+pub(crate) use attributes::{RouteInterner, SchemeRule};
 pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};

@@ -24,7 +24,55 @@ enum Outcome {
     Responded(u16),
     /// The inner service failed; the value is its error type.
     Failed(&'static str),
+    /// The handler or the response body panicked; the status is the one already sent, if any
+    /// (500 when the panic was caught before a response existed).
+    Panicked(Option<u16>),
 }
+
+/// `error.type` of a request whose handler or response body panicked.
+pub(crate) const PANIC_ERROR_TYPE: &str = "panic";
+
+/// Where a request's code panicked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PanicSite {
+    /// The handler (the inner service's future), before a response existed.
+    Handler,
+    /// The response body, after the status and headers were sent.
+    Body,
+}
+
+/// Emits the ERROR event of a panic, in the current context (the request's, when traced).
+pub(crate) fn report_panic(message: &str, site: PanicSite) {
+    match site {
+        PanicSite::Handler => tracing::event!(
+            target: PANIC_TARGET,
+            tracing::Level::ERROR,
+            { exception.message = message, "error.type" = PANIC_ERROR_TYPE },
+            "the request handler panicked"
+        ),
+        PanicSite::Body => tracing::event!(
+            target: PANIC_TARGET,
+            tracing::Level::ERROR,
+            { exception.message = message, "error.type" = PANIC_ERROR_TYPE },
+            "the response body panicked while streaming"
+        ),
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(message) = payload.downcast_ref::<&'static str>() {
+        message
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message
+    } else {
+        "a panic with a non-string payload"
+    }
+}
+
+/// The `tracing` target of the ERROR event a panic produces: not this crate's own target, so
+/// that the stdout rate limit on the SDK's and this crate's chatter never hides a panic.
+pub(crate) const PANIC_TARGET: &str = "panic";
 
 pub(crate) struct RequestState {
     shared: Arc<Shared>,
@@ -36,6 +84,8 @@ pub(crate) struct RequestState {
     outcome: Outcome,
     /// The context holding the server span, when tracing is on.
     context: Option<Context>,
+    /// What the panic said, when [`Outcome::Panicked`].
+    panic_message: Option<String>,
 }
 
 impl RequestState {
@@ -45,7 +95,7 @@ impl RequestState {
         route: Arc<Route>,
     ) -> Self {
         let start = Instant::now();
-        let labels = Labels::of(req);
+        let labels = Labels::of(req, shared.scheme);
         if let Some(metrics) = &shared.metrics {
             metrics.in_flight(labels, 1);
         }
@@ -62,6 +112,7 @@ impl RequestState {
             response_body_size: 0,
             outcome: Outcome::Pending,
             context,
+            panic_message: None,
         }
     }
 
@@ -85,6 +136,23 @@ impl RequestState {
                 response.headers_mut().insert(TRACERESPONSE, value);
             }
         }
+    }
+
+    /// Notes that the handler or the response body panicked (see [`PanicSite`]) and reports
+    /// it as an ERROR event in the request's trace. A status already noted (the response whose
+    /// body panicked, or the 500 that replaces a caught handler panic) is kept.
+    pub(crate) fn panicked(&mut self, message: &str, site: PanicSite) {
+        let status = match self.outcome {
+            Outcome::Responded(status) => Some(status),
+            _ => None,
+        };
+        self.outcome = Outcome::Panicked(status);
+        let message = attributes::truncate(message, self.shared.attribute_value_length_limit);
+        {
+            let _attached = self.attach_context();
+            report_panic(message, site);
+        }
+        self.panic_message = Some(message.to_owned());
     }
 
     pub(crate) fn failed<E>(&mut self) {
@@ -119,24 +187,39 @@ impl Drop for RequestState {
                     ),
                     &measurements,
                 ),
+                Outcome::Panicked(status) => metrics.record_unbound(
+                    &series::attributes(
+                        self.labels,
+                        status,
+                        self.route.value(),
+                        Some(StringValue::from(PANIC_ERROR_TYPE)),
+                    ),
+                    &measurements,
+                ),
             }
         }
         if let Some(cx) = self.context.take() {
             let span = cx.span();
             if span.is_recording() {
-                record_outcome(&span, self.outcome);
+                record_outcome(&span, self.outcome, self.panic_message.take());
             }
             span.end();
         }
     }
 }
 
-/// The server span's status, status code, `error.type` and cancellation event.
-fn record_outcome(span: &opentelemetry::trace::SpanRef<'_>, outcome: Outcome) {
+/// The server span's status, status code, `error.type`, and its cancellation or exception
+/// event.
+fn record_outcome(
+    span: &opentelemetry::trace::SpanRef<'_>,
+    outcome: Outcome,
+    panic_message: Option<String>,
+) {
     let (status, error_type) = match outcome {
         Outcome::Pending => (None, None),
         Outcome::Responded(status) => (Some(status), (status >= 500).then(|| status_str(status))),
         Outcome::Failed(error) => (None, Some(StringValue::from(error))),
+        Outcome::Panicked(status) => (status, Some(StringValue::from(PANIC_ERROR_TYPE))),
     };
     if let Some(status) = status {
         span.set_attribute(KeyValue::new(
@@ -144,8 +227,20 @@ fn record_outcome(span: &opentelemetry::trace::SpanRef<'_>, outcome: Outcome) {
             i64::from(status),
         ));
     }
-    if let Some(error) = error_type {
+    if let Some(message) = panic_message {
+        // The description says what went wrong; `error.type` says it was a panic.
+        span.set_status(Status::error(message.clone()));
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new(semconv::EXCEPTION_TYPE, PANIC_ERROR_TYPE),
+                KeyValue::new(semconv::EXCEPTION_MESSAGE, message),
+            ],
+        );
+    } else if let Some(error) = &error_type {
         span.set_status(Status::error(error.to_string()));
+    }
+    if let Some(error) = error_type {
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error));
     }
     if matches!(outcome, Outcome::Pending) {
@@ -256,9 +351,11 @@ fn add_request_attributes<B>(
         attributes::truncate(req.uri().path(), limit).to_owned(),
     ));
     if let Some(query) = req.uri().query() {
-        let mut redacted = attributes::redact_query(query);
-        redacted.truncate(attributes::truncate(&redacted, limit).len());
-        span.set_attribute(KeyValue::new(semconv::URL_QUERY, redacted));
+        let redacted = attributes::redact_query(query);
+        span.set_attribute(KeyValue::new(
+            semconv::URL_QUERY,
+            attributes::truncate(&redacted, limit).to_owned(),
+        ));
     }
     if let Some(agent) = req
         .headers()
