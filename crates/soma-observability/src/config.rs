@@ -305,7 +305,7 @@ impl ObservabilityConfig {
             headers: generic_headers.as_ref(),
             timeout: generic_timeout,
         };
-        let traces = env.otlp(
+        let mut traces = env.otlp(
             &generic,
             &SignalVars {
                 exporter: OTEL_TRACES_EXPORTER,
@@ -319,7 +319,7 @@ impl ObservabilityConfig {
                 http_path: "/v1/traces",
             },
         )?;
-        let logs = env.otlp(
+        let mut logs = env.otlp(
             &generic,
             &SignalVars {
                 exporter: OTEL_LOGS_EXPORTER,
@@ -333,6 +333,11 @@ impl ObservabilityConfig {
                 http_path: "/v1/logs",
             },
         )?;
+        if sdk_disabled != Some(true) {
+            // What this build was compiled without is an error, never ignored.
+            crate::features::resolve_env(&mut traces, crate::Signal::Traces, |var| env.get(var))?;
+            crate::features::resolve_env(&mut logs, crate::Signal::Logs, |var| env.get(var))?;
+        }
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
             resource_attributes: env
@@ -670,6 +675,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
     fn generic_http_endpoint_gets_the_signal_path() {
         let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
         assert_eq!(c.traces.endpoint, "http://collector:4318/v1/traces");
@@ -677,6 +683,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
     fn signal_endpoint_is_used_as_is_and_beats_the_generic_one() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
@@ -691,6 +698,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "grpc")] // without it, OTLP settings are errors (see features.rs)
     fn grpc_endpoint_gets_no_path() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),

@@ -50,5 +50,6 @@ pub use future::ResponseFuture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
 pub(crate) use attributes::RouteInterner;
+#[cfg(feature = "client")] // used by HttpClient only
 pub(crate) use attributes::{method as method_attribute, redact_query};
 pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};
