@@ -18,12 +18,12 @@
 //! | `OTEL_SERVICE_NAME` | `service.name` when the code gives none | the name passed to `setup_observability` wins | - |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2` resource attributes (percent-decoded) | none | error |
 //! | `OTEL_SDK_DISABLED` | `true` turns off traces and logs export and span creation (metrics stay) | `false` | error |
-//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
-//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
+//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
 //! | `OTEL_METRICS_EXPORTER` | `prometheus` (the `/metrics` endpoint) or `none` | `prometheus` | error |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; `/v1/traces`, `/v1/logs` are appended for HTTP | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) | error |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT` | full URL for one signal, used as is | from the generic endpoint | error |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` | error |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` (feature `grpc`) or `http/protobuf` | `http/protobuf` | error; `grpc` without the feature too |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS}_TIMEOUT` | export timeout in milliseconds (> 0) | `10000` | error |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
