@@ -28,7 +28,8 @@ for features in "" otlp client otlp,client grpc grpc,client; do
   cargo test -p soma-observability --no-default-features --features "$features" --lib --locked --quiet
 done
 echo "== cargo publish --dry-run (the packaged crate builds on its own)"
-cargo publish --dry-run -p soma-observability --locked
+# --allow-dirty: the check is that the package builds, also from a tree with uncommitted work.
+cargo publish --dry-run -p soma-observability --locked --allow-dirty
 if [ -x scripts/check-demo.sh ]; then
   echo "== the demo (scripts/run-demo.sh) with its Prometheus"
   bash scripts/check-demo.sh
