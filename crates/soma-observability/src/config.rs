@@ -18,12 +18,12 @@
 //! | `OTEL_SERVICE_NAME` | `service.name` when the code gives none | the name passed to `setup_observability` wins | - |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2` resource attributes (percent-decoded) | none | error |
 //! | `OTEL_SDK_DISABLED` | `true` turns off traces and logs export and span creation (metrics stay) | `false` | error |
-//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
-//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
+//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
 //! | `OTEL_METRICS_EXPORTER` | `prometheus` (the `/metrics` endpoint) or `none` | `prometheus` | error |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; `/v1/traces`, `/v1/logs` are appended for HTTP | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) | error |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT` | full URL for one signal, used as is | from the generic endpoint | error |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` | error |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` (feature `grpc`) or `http/protobuf` | `http/protobuf` | error; `grpc` without the feature too |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS}_TIMEOUT` | export timeout in milliseconds (> 0) | `10000` | error |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
@@ -355,7 +355,7 @@ impl ObservabilityConfig {
             headers: generic_headers.as_ref(),
             timeout: generic_timeout,
         };
-        let traces = env.otlp(
+        let mut traces = env.otlp(
             &generic,
             &SignalVars {
                 exporter: OTEL_TRACES_EXPORTER,
@@ -369,7 +369,7 @@ impl ObservabilityConfig {
                 http_path: "/v1/traces",
             },
         )?;
-        let logs = env.otlp(
+        let mut logs = env.otlp(
             &generic,
             &SignalVars {
                 exporter: OTEL_LOGS_EXPORTER,
@@ -383,6 +383,11 @@ impl ObservabilityConfig {
                 http_path: "/v1/logs",
             },
         )?;
+        if sdk_disabled != Some(true) {
+            // What this build was compiled without is an error, never ignored.
+            crate::features::resolve_env(&mut traces, crate::Signal::Traces, |var| env.get(var))?;
+            crate::features::resolve_env(&mut logs, crate::Signal::Logs, |var| env.get(var))?;
+        }
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
             resource_attributes: env
@@ -755,6 +760,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
     fn generic_http_endpoint_gets_the_signal_path() {
         let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
         assert_eq!(c.traces.endpoint, "http://collector:4318/v1/traces");
@@ -762,6 +768,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
     fn signal_endpoint_is_used_as_is_and_beats_the_generic_one() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
@@ -776,6 +783,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "grpc")] // without it, OTLP settings are errors (see features.rs)
     fn grpc_endpoint_gets_no_path() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),

@@ -59,6 +59,20 @@ pub enum ConfigError {
         /// Why the value was rejected.
         reason: String,
     },
+    /// A setting asks for an exporter or transport this build of the crate was compiled without
+    /// (see the [Cargo features](crate#cargo-features)).
+    #[error(
+        "{var}={value:?} needs the soma-observability feature \"{feature}\", which this build \
+         does not enable: add it to the dependency (features = [\"{feature}\"]) or change {var}"
+    )]
+    FeatureDisabled {
+        /// The variable (or, for configuration set in code, the field) that asks for it.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The Cargo feature to enable.
+        feature: &'static str,
+    },
 }
 
 /// Building or installing the telemetry pipelines failed.
@@ -69,6 +83,7 @@ pub enum SetupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// An OTLP exporter could not be built (for example a malformed endpoint or header).
+    #[cfg(feature = "otlp")]
     #[error("failed to build the OTLP {signal} exporter: {source}")]
     Exporter {
         /// Which signal's exporter failed.

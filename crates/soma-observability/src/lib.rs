@@ -97,6 +97,29 @@
 //! in handlers also become OpenTelemetry spans, children of the request's server span.
 //! [`HttpClient`] propagates the context to downstream services.
 //!
+//! # Cargo features
+//!
+//! A team pays only for the exporters it uses:
+//!
+//! | Feature | Default | What it adds | Crates it pulls in |
+//! |---|---|---|---|
+//! | `otlp` | yes | OTLP export of traces and logs over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` |
+//! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic`, `h2`, `tower`'s balancing stack |
+//! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
+//!
+//! Metrics (`/metrics`), the HTTP layer, spans in process, the `console` exporters and stdout
+//! logs are always there. The defaults are what most services want: HTTP/protobuf export, which
+//! every collector accepts, and the client service-to-service calls need to form one trace,
+//! which costs almost nothing once `otlp` has brought `reqwest` in. gRPC is opt-in because tonic
+//! and its HTTP/2 stack are the heaviest part (see the README for the figures). A metrics-only
+//! service uses `default-features = false`.
+//!
+//! A setting that needs a feature this build lacks is a startup error
+//! ([`ConfigError::FeatureDisabled`]) naming the variable, the value and the feature, never
+//! ignored: `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` without `grpc`; `OTEL_TRACES_EXPORTER=otlp`, or an
+//! `OTEL_EXPORTER_OTLP_*` endpoint or protocol, without `otlp`. Without `otlp` and without those
+//! variables, traces and logs are not exported (their exporters default to `none`).
+//!
 //! # Going further
 //!
 //! [`Observability::builder`] configures buckets, excluded paths and the shutdown deadline;
@@ -104,12 +127,14 @@
 //! router, the providers and the subscriber) for services that compose them themselves.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 mod builder;
+#[cfg(feature = "client")]
 mod client;
 pub mod config;
 mod deferred;
@@ -118,6 +143,7 @@ mod endpoint;
 mod error;
 mod exposition;
 pub mod genai;
+mod features;
 mod guard;
 pub mod http;
 mod install;
@@ -133,6 +159,7 @@ pub use builder::{
     Observability, ObservabilityBuilder, ObservabilityParts, DEFAULT_EXCLUDED_PATHS,
     DEFAULT_SHUTDOWN_TIMEOUT,
 };
+#[cfg(feature = "client")]
 pub use client::HttpClient;
 pub use config::ObservabilityConfig;
 pub use endpoint::METRICS_PATH;

@@ -18,6 +18,10 @@
 //! OpenTelemetry crates and of this crate (a collector that is down fails every batch) are
 //! printed at most once per [`SDK_LOG_INTERVAL`] per call site.
 
+// Without `otlp` the OTLP log processor below is compiled but never built (nor, without
+// `grpc`, the gRPC metadata helper).
+#![cfg_attr(not(feature = "grpc"), allow(dead_code, unused_imports))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -27,7 +31,10 @@ use opentelemetry::logs::Severity;
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+#[cfg(feature = "grpc")]
+use opentelemetry_otlp::WithTonicConfig;
+#[cfg(feature = "otlp")]
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{
     BatchConfigBuilder, BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord,
@@ -82,9 +89,28 @@ pub(crate) fn build(
     if !config.logs_exported() || otlp.exporter != ExporterKind::Otlp {
         return Ok(None);
     }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (resource, meter);
+        Err(crate::features::otlp_disabled(Signal::Logs).into())
+    }
+    #[cfg(feature = "otlp")]
+    build_otlp(otlp, resource, meter)
+}
+
+/// The OTLP half of [`build`].
+#[cfg(feature = "otlp")]
+fn build_otlp(
+    otlp: &crate::config::OtlpConfig,
+    resource: Resource,
+    meter: &Meter,
+) -> Result<Option<SdkLoggerProvider>, SetupError> {
     crate::traces::require_runtime_for_grpc(otlp, Signal::Logs)?;
     let builder = opentelemetry_otlp::LogExporter::builder();
     let exporter = match otlp.protocol {
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Logs).into()),
+        #[cfg(feature = "grpc")]
         Protocol::Grpc => builder
             .with_tonic()
             .with_endpoint(otlp.endpoint.clone())
@@ -384,6 +410,7 @@ impl<E> CountingLogExporter<E> {
 }
 
 /// OTLP headers as gRPC metadata.
+#[cfg(feature = "grpc")]
 pub(crate) fn metadata(
     headers: &BTreeMap<String, String>,
 ) -> Result<tonic::metadata::MetadataMap, ConfigError> {

@@ -17,6 +17,9 @@
 //! at a time; the gRPC exporter's connection runs on a one-thread runtime of its own, so a busy
 //! application runtime cannot starve it (see `benches/README.md` for the figures).
 
+// Without `otlp` (or `grpc`) the exporters' helpers below are compiled but never used.
+#![cfg_attr(not(feature = "grpc"), allow(dead_code, unused_imports))]
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -24,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+#[cfg(feature = "grpc")]
+use opentelemetry_otlp::WithTonicConfig;
+#[cfg(feature = "otlp")]
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     Sampler as SdkSampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
@@ -52,6 +58,9 @@ pub(crate) fn build(
         .with_resource(resource)
         .with_sampler(sampler(config.sampler));
     let provider = match config.traces.exporter {
+        #[cfg(not(feature = "otlp"))]
+        ExporterKind::Otlp => return Err(crate::features::otlp_disabled(Signal::Traces).into()),
+        #[cfg(feature = "otlp")]
         ExporterKind::Otlp => {
             let (exporter, runtime) = otlp_exporter(&config.traces)?;
             builder.with_span_processor(
@@ -86,7 +95,8 @@ pub(crate) fn require_runtime_for_grpc(
     otlp: &OtlpConfig,
     signal: Signal,
 ) -> Result<(), SetupError> {
-    if otlp.exporter == ExporterKind::Otlp
+    if crate::features::GRPC
+        && otlp.exporter == ExporterKind::Otlp
         && otlp.protocol == Protocol::Grpc
         && tokio::runtime::Handle::try_current().is_err()
     {
@@ -103,12 +113,16 @@ pub(crate) fn require_runtime_for_grpc(
 /// behind them, and exports slowed until the queue overflowed (at 1 000 connections on two
 /// cores, 8 000 spans/s were exported and 80 % were dropped). On its own thread the export gets
 /// its fair share of the CPU from the operating system instead.
+#[cfg(feature = "otlp")]
 fn otlp_exporter(
     otlp: &OtlpConfig,
 ) -> Result<(opentelemetry_otlp::SpanExporter, Option<ExportRuntime>), SetupError> {
     require_runtime_for_grpc(otlp, Signal::Traces)?;
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let (built, runtime) = match otlp.protocol {
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Traces).into()),
+        #[cfg(feature = "grpc")]
         Protocol::Grpc => {
             let runtime = ExportRuntime::new();
             let _entered = runtime.as_ref().map(ExportRuntime::enter);

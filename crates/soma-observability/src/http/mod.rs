@@ -89,6 +89,7 @@ pub use future::ResponseFuture;
 pub use headers::HeaderCapture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
+#[cfg(feature = "client")] // used by HttpClient only
 pub(crate) use attributes::{method as method_attribute, redact_query};
 pub(crate) use attributes::{RouteInterner, SchemeRule};
 pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};
