@@ -91,11 +91,11 @@ pub(crate) fn build(
     }
     #[cfg(not(feature = "otlp"))]
     {
-        let _ = (resource, meter);
+        let _ = (resource, meter, losses);
         Err(crate::features::otlp_disabled(Signal::Logs).into())
     }
     #[cfg(feature = "otlp")]
-    build_otlp(otlp, resource, meter)
+    build_otlp(otlp, resource, meter, losses)
 }
 
 /// The OTLP half of [`build`].
@@ -104,6 +104,7 @@ fn build_otlp(
     otlp: &crate::config::OtlpConfig,
     resource: Resource,
     meter: &Meter,
+    losses: &Arc<Losses>,
 ) -> Result<Option<SdkLoggerProvider>, SetupError> {
     crate::traces::require_runtime_for_grpc(otlp, Signal::Logs)?;
     let builder = opentelemetry_otlp::LogExporter::builder();

@@ -50,7 +50,17 @@ async fn spans_from_a_503_outage_arrive_after_recovery() {
         "the exporter retried ({} attempts)",
         otlp.attempts()
     );
-    let metrics = scrape(&app).await;
+    // The receiver has the spans before the exporter has read its answer and counted them:
+    // poll /metrics until the count is there (bounded).
+    let deadline = std::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let metrics = scrape(&app).await;
+        let exported = sample(&metrics, "otel_sdk_exporter_span_exported_total", &[]);
+        if exported.is_some_and(|n| n >= 20.0) || std::time::Instant::now() >= deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         sample(&metrics, "otel_sdk_exporter_span_exported_total", &[]),
         Some(20.0),

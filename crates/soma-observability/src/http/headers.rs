@@ -83,7 +83,9 @@ pub(crate) fn parse_names(value: &str) -> Option<Vec<String>> {
 pub(crate) struct HeaderCaptures {
     pub(crate) server_request: Capture,
     pub(crate) server_response: Capture,
+    #[cfg_attr(not(feature = "client"), allow(dead_code))] // read by HttpClient
     pub(crate) client_request: Capture,
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) client_response: Capture,
 }
 
@@ -200,6 +202,7 @@ pub(crate) fn set_client_default(captures: Arc<HeaderCaptures>, limit: usize) {
     *CLIENT.write().unwrap_or_else(PoisonError::into_inner) = Some((captures, limit));
 }
 
+#[cfg(feature = "client")]
 pub(crate) fn client_default() -> (Arc<HeaderCaptures>, usize) {
     CLIENT
         .read()
