@@ -42,6 +42,8 @@ BURN_RATE_ALERTS = {"1h": 14.4, "6h": 6, "3d": 1}  # multi-window burn-rate aler
 LATENCY_SLO_TARGET = 0.95  # share of requests under 500 ms (the P95 alert, seen as an SLO)
 POD_RESTARTS_ALERT = 2  # restarts of one container within 30 minutes
 CONSUMER_LAG_ALERT = 1000  # messages behind, per consumer group and topic
+GENAI_TTFT_P95_ALERT_S = 1  # GenAI: time to first token P95 above 1 s, per job and model
+RUNTIME_SATURATION_ALERT = 0.9  # tokio workers busy more than 90 % of the time, for 15 minutes
 
 HTTP_DURATION = "http_server_request_duration_seconds"
 HTTP_COUNT = HTTP_DURATION + "_count"
@@ -431,6 +433,78 @@ def overview():
                 "percentunit", steps("green", (0.8, "red")),
                 custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
                 w=8,
+            ),
+        ],
+        [
+            panel(
+                "timeseries", "Tokio worker utilisation (alert > 90 %)",
+                "Share of time the tokio runtime's worker threads are busy, averaged over the "
+                "workers of each process: `rate(tokio_runtime_worker_busy_seconds_total)` / "
+                "`tokio_runtime_workers`. Close to 100 % every worker is always busy and new work "
+                "waits (the red line is the SomaTokioRuntimeSaturated alert).",
+                targets(("sum by (job, instance) (%s) / sum by (job, instance) (%s)" % (
+                    rate("tokio_runtime_worker_busy_seconds_total", NS_JOB),
+                    sel("tokio_runtime_workers", NS_JOB)),
+                    "{{job}} {{instance}}")),
+                "percentunit", steps("green", (RUNTIME_SATURATION_ALERT, "red")),
+                custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
+                w=8,
+            ),
+            panel(
+                "timeseries", "Tokio global queue depth",
+                "Tasks waiting in the tokio runtime's global queue for a free worker "
+                "(`tokio_runtime_global_queue_depth`). Staying above 0 means the workers cannot "
+                "keep up.",
+                targets(("max by (job, instance) (%s)" % sel("tokio_runtime_global_queue_depth",
+                                                            NS_JOB),
+                         "{{job}} {{instance}}")),
+                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+            ),
+            panel(
+                "timeseries", "Tokio alive tasks",
+                "Tasks alive in each process's tokio runtime (`tokio_runtime_alive_tasks`): "
+                "in-flight requests, connections and background tasks. Steady growth is a task "
+                "leak.",
+                targets(("sum by (job, instance) (%s)" % sel("tokio_runtime_alive_tasks", NS_JOB),
+                         "{{job}} {{instance}}")),
+                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+            ),
+        ],
+        [
+            panel(
+                "timeseries", "Time to first token P50 / P95 by model (alert > 1 s)",
+                "GenAI: time from the request to the first token frame leaving the service "
+                "(`gen_ai_server_time_to_first_token_seconds`), per service and model: "
+                "slm-service generates, the gateway shows what its clients wait, relay included. "
+                "Alert SomaGenAITimeToFirstTokenP95High: P95 above 1 s (the red line).",
+                targets(
+                    (quantile(0.5, "gen_ai_server_time_to_first_token_seconds_bucket",
+                              ["job", "gen_ai_request_model"], NS_JOB),
+                     "P50 {{job}} {{gen_ai_request_model}}"),
+                    (quantile(0.95, "gen_ai_server_time_to_first_token_seconds_bucket",
+                              ["job", "gen_ai_request_model"], NS_JOB),
+                     "P95 {{job}} {{gen_ai_request_model}}"),
+                ),
+                "s", alert_line(GENAI_TTFT_P95_ALERT_S)[0],
+                custom=alert_line(GENAI_TTFT_P95_ALERT_S)[1], w=8,
+            ),
+            panel(
+                "timeseries", "Output tokens per second by model",
+                "GenAI: tokens generated per second, from the output token usage "
+                "(`gen_ai_client_token_usage_sum{gen_ai_token_type=\"output\"}`).",
+                targets(("sum by (job, gen_ai_request_model) (%s)" % rate(
+                    "gen_ai_client_token_usage_sum", NS_JOB, 'gen_ai_token_type="output"'),
+                    "{{job}} {{gen_ai_request_model}}")),
+                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+            ),
+            panel(
+                "timeseries", "Token usage by type",
+                "GenAI: input (prompt) and output tokens per second per service "
+                "(`gen_ai_client_token_usage_sum` by `gen_ai_token_type`).",
+                targets(("sum by (job, gen_ai_token_type) (%s)" % rate(
+                    "gen_ai_client_token_usage_sum", NS_JOB),
+                    "{{job}} {{gen_ai_token_type}}")),
+                "short", steps("green"), extra_defaults={"min": 0}, w=8,
             ),
         ],
         [

@@ -1,7 +1,8 @@
 //! Time to render `/metrics`: with 100, 1 000 and 10 000 custom series, and for a realistic
-//! service (the HTTP instruments after traffic on a few routes); and a whole scrape as
-//! Prometheus makes it (OpenMetrics, gzip) through the `/metrics` router at 100 and 10 000
-//! series, with the bytes of each form printed.
+//! service (the HTTP instruments after traffic on a few routes); `runtime/{on,off}` is the fixed
+//! part built on a 4-worker tokio runtime, with and without the tokio runtime metrics; and a
+//! whole scrape as Prometheus makes it (OpenMetrics, gzip) through the `/metrics` router at 100
+//! and 10 000 series, with the bytes of each form printed.
 //!
 //! Run: `cargo bench -p soma-benches --bench render -- --measurement-time 3 --warm-up-time 1`
 
@@ -105,6 +106,25 @@ fn render(c: &mut Criterion) {
     // The fixed part: `target_info` and the process metrics (reads /proc/self), no instrument.
     let empty = parts();
     group.bench_function("empty", |b| b.iter(|| empty.render_metrics().unwrap()));
+    // What the tokio runtime metrics add to a scrape: the fixed part built on a 4-worker
+    // runtime, with them on and off.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    for enabled in [true, false] {
+        let parts = runtime.block_on(async {
+            Observability::builder("bench")
+                .with_config(metrics_config().unwrap())
+                .with_runtime_metrics(enabled)
+                .build()
+                .unwrap()
+        });
+        let name = if enabled { "on" } else { "off" };
+        group.bench_with_input(BenchmarkId::new("runtime", name), &parts, |b, parts| {
+            b.iter(|| parts.render_metrics().unwrap());
+        });
+    }
     for n in [100, 1_000, 10_000] {
         let parts = with_series(n);
         eprintln!(

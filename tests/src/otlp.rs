@@ -338,3 +338,64 @@ pub fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
         }
     })
 }
+
+/// A collector that accepts connections and never answers (a hung collector), until
+/// [`close`](Self::close) closes every connection and the port (a collector that went
+/// down): the two ways a collector fails that a status code cannot script.
+#[derive(Debug)]
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    /// Listens on a 127.0.0.1 ephemeral port.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let count = Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        if let Ok((socket, _)) = accepted {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            held.push(socket);
+                        }
+                    }
+                }
+            }
+            // Dropping them closes every held connection, as a collector that stops does.
+            drop(held);
+        });
+        Self {
+            addr,
+            accepted,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Closes every held connection and the port; returns once they are closed.
+    pub async fn close(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap();
+    }
+}

@@ -58,6 +58,63 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Starts one service binary alone on a free loopback port, with `env` added (e.g. the
+    /// `OTEL_*` variables), and waits for `/readyz`. Its peers point at a closed port.
+    pub async fn start_alone(
+        name: &'static str,
+        env: &[(&str, &str)],
+        logs: &std::path::Path,
+    ) -> Self {
+        let port = crate::free_port();
+        let log = logs.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let nowhere = format!("http://127.0.0.1:{}", crate::free_port());
+        let mut command = tokio::process::Command::new(binary(name));
+        command
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("ORCHESTRATOR_URL", &nowhere)
+            .env("POLICY_ENGINE_URL", &nowhere)
+            .env("IDENTITY_SERVICE_URL", &nowhere)
+            .env("SLM_SERVICE_URL", &nowhere)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let job = SERVICES
+            .iter()
+            .find(|(binary, _)| *binary == name)
+            .map_or(name, |(_, job)| job);
+        let service = Self {
+            name,
+            job,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            child,
+        };
+        let client = reqwest::Client::new();
+        let ready = format!("{}/readyz", service.url);
+        crate::wait_for(
+            &format!("{name} to be ready"),
+            Duration::from_secs(30),
+            || {
+                let (client, ready) = (client.clone(), ready.clone());
+                async move {
+                    let response = client.get(&ready).send().await.ok()?;
+                    response.status().is_success().then_some(())
+                }
+            },
+        )
+        .await;
+        service
+    }
+}
+
 /// The five services, wired to each other.
 #[derive(Debug)]
 pub struct System {

@@ -225,7 +225,162 @@ async fn sigterm_with_a_hung_collector_still_exits_within_the_shutdown_deadline(
     let gateway_process = system.service_mut("gateway");
     let status = gateway_process.wait(Duration::from_secs(25)).await;
     let took = started.elapsed();
-    assert!(status.is_some(), "the gateway did not exit");
+    let output = gateway_process.output();
+    assert!(status.is_some(), "the gateway did not exit\n{output}");
     // The services' shutdown deadline is the library's default, 10 s.
     assert!(took < Duration::from_secs(12), "exit took {took:?}");
+    // Telemetry the collector never took is reported, not turned into a failed stop.
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}\n{output}"
+    );
+}
+
+/// The OTLP variables of a policy-engine exporting to `endpoint` over `protocol`: 10-span
+/// batches, every 100 ms, and an export timeout (30 s) longer than the shutdown deadline, so a
+/// hung export is still in flight when the deadline passes.
+fn outage_env<'a>(endpoint: &'a str, protocol: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
+    ]
+}
+
+/// Sends `n` policy evaluations (one server span each) and checks each is answered.
+async fn evaluate(client: &reqwest::Client, base: &str, n: usize) {
+    for i in 0..n {
+        let response = client
+            .post(format!("{base}/v1/evaluate"))
+            .json(
+                &json!({"subject": "demo", "action": "generate", "input": format!("request {i}")}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// The `key=<number>` field of the service's shutdown warning.
+fn reported(output: &str, key: &str) -> Option<u64> {
+    let line = output
+        .lines()
+        .find(|l| l.contains("telemetry was lost at shutdown"))?;
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+const REQUESTS: usize = 200;
+
+/// The collector accepts and hangs while 200 spans queue up behind the export in flight (20
+/// batches), then goes down right after SIGTERM: the service keeps trying while an attempt
+/// fits in the deadline, drops the rest, reports all 200 spans and exits 0 on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_collector_goes_down_exits_0_on_time_and_reports_every_lost_span() {
+    let mut collector = soma_system_tests::otlp::BlackHole::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let endpoint = collector.endpoint();
+    let mut service = soma_system_tests::services::Service::start_alone(
+        "policy-engine",
+        &outage_env(&endpoint, "http/protobuf"),
+        logs.path(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    evaluate(&client, &service.url, REQUESTS).await;
+    // One span export and one log export in flight, both hung.
+    soma_system_tests::wait_for("two hung exports", Duration::from_secs(10), || async {
+        (collector.accepted() >= 2).then_some(())
+    })
+    .await;
+    let terminated = Instant::now();
+    service.terminate();
+    soma_system_tests::wait_for("the drain to finish", Duration::from_secs(10), || async {
+        service
+            .output()
+            .contains("drained; flushing telemetry")
+            .then_some(())
+    })
+    .await;
+    collector.close().await;
+    let status = service.wait(Duration::from_secs(25)).await;
+    let took = terminated.elapsed();
+    let output = service.output();
+    eprintln!("exit status {status:?} after {took:?}\n{output}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}\n{output}"
+    );
+    assert!(
+        took <= Duration::from_millis(10_500),
+        "exit took {took:?}\n{output}"
+    );
+    // Nothing reached a collector: every span is reported lost, exactly.
+    assert_eq!(
+        reported(&output, "spans_lost"),
+        Some(REQUESTS as u64),
+        "{output}"
+    );
+    assert!(reported(&output, "log_records_lost") >= Some(1), "{output}");
+    assert!(
+        output.contains("dropped without another attempt"),
+        "20 batches at ~0.7 s per failed export cannot all be tried in 10 s\n{output}"
+    );
+    assert!(output.contains("could not be reached"), "{output}");
+    // Both signals warn about failed exports, each at most once per 10 s.
+    assert_eq!(output.matches("span export failed").count(), 1, "{output}");
+    assert_eq!(output.matches("log export failed").count(), 1, "{output}");
+}
+
+/// The collector accepts and never answers (issue 12): the export in flight is abandoned at the
+/// deadline, what it held and what was queued is reported lost, and the service exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_hung_collector_and_queued_spans_exits_0_at_the_deadline() {
+    let collector = soma_system_tests::otlp::BlackHole::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let endpoint = collector.endpoint();
+    let mut service = soma_system_tests::services::Service::start_alone(
+        "policy-engine",
+        &outage_env(&endpoint, "grpc"),
+        logs.path(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    evaluate(&client, &service.url, REQUESTS).await;
+    soma_system_tests::wait_for("a hung export", Duration::from_secs(10), || async {
+        (collector.accepted() >= 1).then_some(())
+    })
+    .await;
+    let terminated = Instant::now();
+    service.terminate();
+    let status = service.wait(Duration::from_secs(25)).await;
+    let took = terminated.elapsed();
+    let output = service.output();
+    eprintln!("exit status {status:?} after {took:?}\n{output}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}\n{output}"
+    );
+    assert!(
+        took <= Duration::from_millis(10_500),
+        "exit took {took:?}\n{output}"
+    );
+    assert_eq!(
+        reported(&output, "spans_lost"),
+        Some(REQUESTS as u64),
+        "{output}"
+    );
+    assert!(
+        output.contains("the collector did not answer in time"),
+        "the loss is called what it is\n{output}"
+    );
+    assert!(!output.contains("network error"), "{output}");
 }

@@ -23,6 +23,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "marketplace_capsule_execution_failures_total",
             "marketplace_revenue_usd_total",
             "marketplace_search_duration_seconds_count",
+            "gen_ai_server_time_to_first_token_seconds_count",
         ],
     ),
     (
@@ -57,6 +58,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "slm_tokens_generated_total",
             "slm_time_to_first_token_seconds_count",
             "slm_generation_duration_seconds_count",
+            "gen_ai_server_time_to_first_token_seconds_count",
+            "gen_ai_server_time_per_output_token_seconds_count",
+            "gen_ai_server_request_duration_seconds_count",
+            "gen_ai_client_token_usage_count",
         ],
     ),
 ];
@@ -134,10 +139,12 @@ async fn services_metrics_rules_dashboards_and_traces() {
         .await
         .unwrap();
     assert!(!errors.is_empty(), "no 502 recorded at the gateway");
-    // Every process exports its process metrics and resource.
+    // Every process exports its process metrics, its tokio runtime's metrics and resource.
     for name in [
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
+        "tokio_runtime_workers",
+        "tokio_runtime_worker_busy_seconds_total",
         "target_info",
     ] {
         let result = prometheus

@@ -45,6 +45,8 @@ impl Observability {
                 .map(|p| (*p).to_owned())
                 .collect(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            runtime_metrics: None,
+            capture_headers: None,
             tls_listener: None,
             trusted_proto_header: None,
             catch_panic: true,
@@ -83,6 +85,8 @@ pub struct ObservabilityBuilder {
     histogram_buckets: HashMap<String, Vec<f64>>,
     excluded_paths: Vec<String>,
     shutdown_timeout: Duration,
+    runtime_metrics: Option<bool>,
+    capture_headers: Option<crate::http::HeaderCapture>,
     tls_listener: Option<bool>,
     /// `None`: the configuration's; `Some(None)`: no header is trusted.
     #[allow(clippy::option_option)]
@@ -146,6 +150,61 @@ impl ObservabilityBuilder {
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
+    }
+
+    /// Turns the tokio runtime metrics (`tokio_runtime_*` on `/metrics`, see
+    /// [`runtime`](crate::runtime)) on or off; wins over `SOMA_RUNTIME_METRICS` (default on).
+    /// They describe the runtime [`build`](Self::build) or [`install`](Self::install) runs on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let config = soma_observability::ObservabilityConfig::from_lookup(|name| match name {
+    /// #     "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+    /// #     _ => None,
+    /// # })?;
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let parts = runtime.block_on(async {
+    ///     soma_observability::Observability::builder("checkout")
+    ///         .with_config(config)
+    ///         .with_runtime_metrics(false)
+    ///         .build()
+    /// })?;
+    /// assert!(!parts.render_metrics()?.contains("tokio_runtime_workers"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_runtime_metrics(mut self, enabled: bool) -> Self {
+        self.runtime_metrics = Some(enabled);
+        self
+    }
+
+    /// Chooses the HTTP headers recorded as span attributes, on server spans and on
+    /// [`HttpClient`](crate::HttpClient) spans (see [`http::headers`](crate::http::headers));
+    /// replaces the `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*` lists. Credentials are
+    /// redacted whatever the lists say.
+    ///
+    /// ```
+    /// use soma_observability::{http::HeaderCapture, Observability};
+    ///
+    /// # fn main() -> Result<(), soma_observability::ConfigError> {
+    /// let builder = Observability::builder("checkout").with_captured_headers(HeaderCapture {
+    ///     server_request: vec!["X-Request-Id".into()],
+    ///     client_response: vec!["Retry-After".into()],
+    ///     ..HeaderCapture::default()
+    /// })?;
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] if a name is not a valid header name or a list holds more
+    /// than [`MAX_CAPTURED_HEADERS`](crate::http::headers::MAX_CAPTURED_HEADERS) names.
+    pub fn with_captured_headers(
+        mut self,
+        capture: crate::http::HeaderCapture,
+    ) -> Result<Self, ConfigError> {
+        crate::http::headers::HeaderCaptures::new(&capture, "with_captured_headers")?;
+        self.capture_headers = Some(capture);
+        Ok(self)
     }
 
     /// Says whether the listener that serves the instrumented router terminates TLS (default
@@ -216,13 +275,17 @@ impl ObservabilityBuilder {
         metrics.exposition.exemplars = Arc::new(crate::exemplars::ExemplarStore::new(
             self.exemplar_filter.unwrap_or(config.exemplar_filter),
         ));
+        if self.runtime_metrics.unwrap_or(config.runtime_metrics) {
+            metrics.exposition.runtime = crate::runtime::RuntimeMetrics::current().map(Arc::new);
+        }
         let meter = crate::metrics::SecondsBucketsProvider(
             metrics.provider.clone(),
             Arc::clone(&metrics.exposition.exemplars),
         )
         .meter(SCOPE);
-        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter)?;
-        let logger_provider = crate::logs::build(&config, resource, &meter)?;
+        let losses = Arc::default();
+        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
+        let logger_provider = crate::logs::build(&config, resource, &meter, &losses)?;
         let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()
@@ -231,6 +294,12 @@ impl ObservabilityBuilder {
                 propagator: crate::propagation::build(&config.propagators),
                 sampler: config.sampler,
             });
+        let headers = Arc::new(crate::http::headers::HeaderCaptures::new(
+            self.capture_headers
+                .as_ref()
+                .unwrap_or(&config.capture_headers),
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*",
+        )?);
         let layer = HttpTelemetryLayer::new(Shared {
             metrics: config
                 .metrics_enabled
@@ -239,6 +308,7 @@ impl ObservabilityBuilder {
             excluded_paths: self.excluded_paths,
             routes: crate::http::RouteInterner::default(),
             attribute_value_length_limit: config.attribute_value_length_limit,
+            headers: Arc::clone(&headers),
             scheme: crate::http::SchemeRule {
                 tls_listener: config.tls_listener,
                 trusted_header: config.trusted_proto_header,
@@ -254,6 +324,8 @@ impl ObservabilityBuilder {
             logger_provider,
             propagator,
             shutdown_timeout: self.shutdown_timeout,
+            headers,
+            losses,
         })
     }
 
@@ -287,6 +359,10 @@ pub struct ObservabilityParts {
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
     pub(crate) propagator: TextMapCompositePropagator,
     pub(crate) shutdown_timeout: Duration,
+    /// The captured headers; `install` makes the client lists [`HttpClient`](crate::HttpClient)'s default.
+    pub(crate) headers: Arc<crate::http::headers::HeaderCaptures>,
+    /// What the span and log processors could not deliver at shutdown, for the guard.
+    pub(crate) losses: std::sync::Arc<crate::delivery::Losses>,
 }
 
 impl ObservabilityParts {
@@ -426,6 +502,7 @@ impl ObservabilityParts {
             self.meter_provider,
             self.tracer_provider,
             self.logger_provider,
+            self.losses,
             self.shutdown_timeout,
         )
     }

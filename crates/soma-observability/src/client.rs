@@ -8,6 +8,7 @@
 //! `http.response.status_code` and, on failure, `error.type`. Service-to-service calls made with
 //! it form one trace.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::global::{self, BoxedSpan};
@@ -19,7 +20,9 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::metric::HTTP_CLIENT_REQUEST_DURATION;
 
 use crate::builder::SCOPE;
-use crate::http::{method_attribute, redact_query};
+use crate::error::ConfigError;
+use crate::http::headers::HeaderCaptures;
+use crate::http::{method_attribute, redact_query, HeaderCapture};
 
 /// A `reqwest` client that propagates trace context and records client metrics.
 ///
@@ -36,6 +39,8 @@ use crate::http::{method_attribute, redact_query};
 pub struct HttpClient {
     inner: reqwest::Client,
     duration: Histogram<f64>,
+    /// Captured request and response headers, and the value length limit.
+    headers: (Arc<HeaderCaptures>, usize),
 }
 
 impl HttpClient {
@@ -51,7 +56,21 @@ impl HttpClient {
         Self {
             inner: client,
             duration,
+            headers: crate::http::headers::client_default(),
         }
+    }
+
+    /// Records these headers on this client's spans (`capture.client_request` and
+    /// `capture.client_response`, see [`http::headers`](crate::http::headers)) instead of the
+    /// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_*` lists installed by setup.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] if a name is not a valid header name or a list is too long.
+    pub fn with_captured_headers(mut self, capture: &HeaderCapture) -> Result<Self, ConfigError> {
+        let captures = HeaderCaptures::new(capture, "HttpClient::with_captured_headers")?;
+        self.headers.0 = Arc::new(captures);
+        Ok(self)
     }
 
     /// The wrapped client.
@@ -110,6 +129,11 @@ impl HttpClient {
         global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&cx, &mut HeaderInjector(request.headers_mut()));
         });
+        let (captures, limit) = (&self.headers.0, self.headers.1);
+        let headers = request.headers();
+        captures
+            .client_request
+            .record(headers, limit, |kv| cx.span().set_attribute(kv));
 
         let start = Instant::now();
         let result = self.inner.execute(request).await;
@@ -123,6 +147,10 @@ impl HttpClient {
         ];
         match &result {
             Ok(response) => {
+                let headers = response.headers();
+                captures
+                    .client_response
+                    .record(headers, limit, |kv| span.set_attribute(kv));
                 let status = response.status();
                 attrs.push(KeyValue::new(
                     semconv::HTTP_RESPONSE_STATUS_CODE,

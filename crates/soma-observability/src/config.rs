@@ -18,12 +18,12 @@
 //! | `OTEL_SERVICE_NAME` | `service.name` when the code gives none | the name passed to `setup_observability` wins | - |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2` resource attributes (percent-decoded) | none | error |
 //! | `OTEL_SDK_DISABLED` | `true` turns off traces and logs export and span creation (metrics stay) | `false` | error |
-//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
-//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` | error |
+//! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
+//! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
 //! | `OTEL_METRICS_EXPORTER` | `prometheus` (the `/metrics` endpoint) or `none` | `prometheus` | error |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; `/v1/traces`, `/v1/logs` are appended for HTTP | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) | error |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT` | full URL for one signal, used as is | from the generic endpoint | error |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` or `http/protobuf` | `http/protobuf` | error |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` (feature `grpc`) or `http/protobuf` | `http/protobuf` | error; `grpc` without the feature too |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS}_TIMEOUT` | export timeout in milliseconds (> 0) | `10000` | error |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
@@ -34,9 +34,13 @@
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
 //! | `OTEL_METRICS_EXEMPLAR_FILTER` | which histogram measurements become exemplars on `/metrics` (OpenMetrics only): `trace_based` (inside a sampled span), `always_on`, `always_off` | `trace_based` | error |
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, `..._SERVER_RESPONSE` | comma-separated header names (case-insensitive, at most 32) recorded on server spans as `http.{request,response}.header.<name>` (see [`http::headers`](crate::http::headers)) | none | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`, `..._CLIENT_RESPONSE` | the same for [`HttpClient`](crate::HttpClient) spans | none | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` | header names whose captured values are recorded as `[REDACTED]` (credentials always are) | none | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
+//! | `SOMA_RUNTIME_METRICS` | `false` leaves out the tokio runtime metrics (`tokio_runtime_*`, see [`runtime`](crate::runtime)) | `true` | error |
 //! | `SOMA_TRUSTED_PROTO_HEADER` | the header your reverse proxy sets to the client's scheme, trusted for `url.scheme`: `x-forwarded-proto`, `forwarded` (its `proto=`) or `none`. Set it only when every request comes through that proxy and the proxy overwrites (or appends to) the header | `none`: `url.scheme` is the listener's (`http`, or `https` with [`with_tls_listener`](crate::ObservabilityBuilder::with_tls_listener)); the request line never decides | error |
 
 pub use crate::exemplars::ExemplarFilter;
@@ -101,6 +105,21 @@ pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
 pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
 /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
 pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE";
+/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`.
+pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS: &str =
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS";
 /// `RUST_LOG`.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// `OTEL_METRICS_EXEMPLAR_FILTER`.
@@ -109,6 +128,8 @@ pub const OTEL_METRICS_EXEMPLAR_FILTER: &str = "OTEL_METRICS_EXEMPLAR_FILTER";
 pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
 /// `SOMA_METRICS_ADDR`.
 pub const SOMA_METRICS_ADDR: &str = "SOMA_METRICS_ADDR";
+/// `SOMA_RUNTIME_METRICS`.
+pub const SOMA_RUNTIME_METRICS: &str = "SOMA_RUNTIME_METRICS";
 /// `SOMA_TRUSTED_PROTO_HEADER`.
 pub const SOMA_TRUSTED_PROTO_HEADER: &str = "SOMA_TRUSTED_PROTO_HEADER";
 
@@ -221,6 +242,7 @@ pub struct OtlpConfig {
 /// Build it with [`ObservabilityConfig::from_env`] (or [`ObservabilityConfig::from_lookup`] in
 /// tests), then adjust it in code; code beats the environment.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::struct_excessive_bools)] // independent on/off settings, one per variable
 pub struct ObservabilityConfig {
     /// `service.name`, when the code does not set one.
     pub service_name: Option<String>,
@@ -246,6 +268,10 @@ pub struct ObservabilityConfig {
     pub log_format: LogFormat,
     /// Serve `/metrics` on this separate (internal) address instead of the application's router.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Whether `/metrics` shows the tokio runtime metrics (see [`runtime`](crate::runtime)).
+    pub runtime_metrics: bool,
+    /// Which HTTP headers become span attributes (see [`http::headers`](crate::http::headers)).
+    pub capture_headers: crate::http::HeaderCapture,
     /// `SOMA_TRUSTED_PROTO_HEADER`: the proxy header trusted for `url.scheme` (`None`: the
     /// listener's scheme, whatever the request says).
     pub trusted_proto_header: Option<ProtoHeader>,
@@ -267,7 +293,7 @@ const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `tracing` filter: the application at info, the SDK's own chatter at warn.
 const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn";
 /// Default limit for string attributes taken from requests.
-const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
+pub(crate) const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
 
 impl ObservabilityConfig {
     /// Reads and validates every supported `OTEL_*` variable (see the [module docs](self)).
@@ -335,7 +361,7 @@ impl ObservabilityConfig {
             headers: generic_headers.as_ref(),
             timeout: generic_timeout,
         };
-        let traces = env.otlp(
+        let mut traces = env.otlp(
             &generic,
             &SignalVars {
                 exporter: OTEL_TRACES_EXPORTER,
@@ -349,7 +375,7 @@ impl ObservabilityConfig {
                 http_path: "/v1/traces",
             },
         )?;
-        let logs = env.otlp(
+        let mut logs = env.otlp(
             &generic,
             &SignalVars {
                 exporter: OTEL_LOGS_EXPORTER,
@@ -363,6 +389,11 @@ impl ObservabilityConfig {
                 http_path: "/v1/logs",
             },
         )?;
+        if sdk_disabled != Some(true) {
+            // What this build was compiled without is an error, never ignored.
+            crate::features::resolve_env(&mut traces, crate::Signal::Traces, |var| env.get(var))?;
+            crate::features::resolve_env(&mut logs, crate::Signal::Logs, |var| env.get(var))?;
+        }
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
             resource_attributes: env
@@ -415,6 +446,10 @@ impl ObservabilityConfig {
                 "a socket address such as 0.0.0.0:9464",
                 |v| v.parse().ok(),
             )?,
+            runtime_metrics: env
+                .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
+                .unwrap_or(true),
+            capture_headers: env.capture_headers()?,
             trusted_proto_header: env
                 .parse(
                     SOMA_TRUSTED_PROTO_HEADER,
@@ -500,6 +535,24 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 })
             })
             .transpose()
+    }
+
+    fn capture_headers(&self) -> Result<crate::http::HeaderCapture, ConfigError> {
+        let list = |var| {
+            self.parse(
+                var,
+                "comma-separated HTTP header names (at most 32)",
+                crate::http::headers::parse_names,
+            )
+            .map(Option::unwrap_or_default)
+        };
+        Ok(crate::http::HeaderCapture {
+            server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
+            server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
+            client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
+            client_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE)?,
+            sanitize: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)?,
+        })
     }
 
     fn otlp(&self, generic: &Generic<'_>, vars: &SignalVars) -> Result<OtlpConfig, ConfigError> {
@@ -725,6 +778,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
     fn generic_http_endpoint_gets_the_signal_path() {
         let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
         assert_eq!(c.traces.endpoint, "http://collector:4318/v1/traces");
@@ -732,6 +786,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
     fn signal_endpoint_is_used_as_is_and_beats_the_generic_one() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
@@ -746,6 +801,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "grpc")] // without it, OTLP settings are errors (see features.rs)
     fn grpc_endpoint_gets_no_path() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
@@ -832,6 +888,17 @@ mod tests {
             ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", "positive"),
             ("SOMA_LOG_FORMAT", "xml", "text or json"),
             ("SOMA_METRICS_ADDR", "localhost", "socket address"),
+            ("SOMA_RUNTIME_METRICS", "off", "true or false"),
+            (
+                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
+                "x-ok,bad header",
+                "header names",
+            ),
+            (
+                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+                "x(1)",
+                "header names",
+            ),
             (
                 "SOMA_TRUSTED_PROTO_HEADER",
                 "X-Real-Proto",

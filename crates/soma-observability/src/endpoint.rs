@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus text exposition of the SDK's metrics (written by
-//! [`crate::exposition`]), the process metrics ([`crate::process`]) and whatever is registered
-//! in the `prometheus` registry; in OpenMetrics when the scraper asks for it, gzipped when it
-//! accepts gzip ([`crate::openmetrics`]).
+//! [`crate::exposition`]), the process metrics ([`crate::process`]), the tokio runtime metrics
+//! ([`crate::runtime`]) and whatever is registered in the `prometheus` registry; in OpenMetrics
+//! when the scraper asks for it, gzipped when it accepts gzip ([`crate::openmetrics`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,8 @@ pub(crate) struct Exposition {
     pub(crate) process: Arc<crate::process::ProcessMetrics>,
     /// The histograms' exemplars, written in OpenMetrics.
     pub(crate) exemplars: Arc<crate::exemplars::ExemplarStore>,
+    /// The tokio runtime that serves the application, when runtime metrics are on.
+    pub(crate) runtime: Option<Arc<crate::runtime::RuntimeMetrics>>,
     /// The SDK's collected data, kept between scrapes to reuse its buffers: it holds one
     /// scrape's worth of data points (which every scrape allocates anyway) and makes a
     /// 10 000-series scrape ~25 % faster.
@@ -44,6 +46,7 @@ impl Exposition {
             reader,
             process: Arc::new(crate::process::ProcessMetrics::new()),
             exemplars: Arc::new(crate::exemplars::ExemplarStore::default()),
+            runtime: None,
             collected: Arc::new(Mutex::new(ResourceMetrics::default())),
             last_len: Arc::new(AtomicUsize::new(16 * 1024)),
         }
@@ -125,6 +128,9 @@ pub(crate) fn render_as(
         .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
     }
     exposition.process.write(&mut text, format);
+    if let Some(runtime) = &exposition.runtime {
+        runtime.write(&mut text, format);
+    }
     let families = exposition.registry.gather();
     if format == Format::OpenMetrics {
         crate::openmetrics::write_registry(&families, &mut text);

@@ -59,6 +59,20 @@ pub enum ConfigError {
         /// Why the value was rejected.
         reason: String,
     },
+    /// A setting asks for an exporter or transport this build of the crate was compiled without
+    /// (see the [Cargo features](crate#cargo-features)).
+    #[error(
+        "{var}={value:?} needs the soma-observability feature \"{feature}\", which this build \
+         does not enable: add it to the dependency (features = [\"{feature}\"]) or change {var}"
+    )]
+    FeatureDisabled {
+        /// The variable (or, for configuration set in code, the field) that asks for it.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The Cargo feature to enable.
+        feature: &'static str,
+    },
 }
 
 /// Building or installing the telemetry pipelines failed.
@@ -69,6 +83,7 @@ pub enum SetupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// An OTLP exporter could not be built (for example a malformed endpoint or header).
+    #[cfg(feature = "otlp")]
     #[error("failed to build the OTLP {signal} exporter: {source}")]
     Exporter {
         /// Which signal's exporter failed.
@@ -116,9 +131,17 @@ pub enum SetupError {
 }
 
 /// Flushing or shutting down telemetry failed.
+///
+/// None of these errors means the application failed: a service whose own work stopped cleanly
+/// can log the error and exit 0 (the reference services do).
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
+    /// Spans or log records could not be delivered before the deadline (the collector was
+    /// down, hung or refusing) and are lost; the counts say how many. Shutdown itself finished
+    /// on time (see "Shutdown during a collector outage" in `docs/integration-guide.md`).
+    #[error(transparent)]
+    Undelivered(Undelivered),
     /// Shutdown did not finish within its deadline; pending telemetry may be lost.
     #[error("telemetry shutdown did not finish within {0:?}; pending telemetry may be lost")]
     Timeout(Duration),
@@ -126,6 +149,63 @@ pub enum ShutdownError {
     #[error("telemetry shutdown reported errors: {}", .0.join("; "))]
     Providers(Vec<String>),
 }
+
+impl ShutdownError {
+    /// Spans known to be lost at shutdown (0 unless [`ShutdownError::Undelivered`]).
+    pub fn spans_lost(&self) -> u64 {
+        match self {
+            Self::Undelivered(undelivered) => undelivered.spans,
+            _ => 0,
+        }
+    }
+
+    /// Log records known to be lost at shutdown (0 unless [`ShutdownError::Undelivered`]).
+    pub fn log_records_lost(&self) -> u64 {
+        match self {
+            Self::Undelivered(undelivered) => undelivered.log_records,
+            _ => 0,
+        }
+    }
+}
+
+/// What shutdown could not deliver: spans and log records that were queued (or being exported)
+/// when the deadline came, or whose last export failed, and why.
+///
+/// Displays as, for example, `telemetry shutdown lost 1200 spans and 3 log records within the
+/// 10s deadline; traces: the collector could not be reached (...)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// Spans not delivered: failed in the final exports, not attempted because the deadline
+    /// left no time for another attempt, or still in flight when it passed.
+    pub spans: u64,
+    /// Log records not delivered, counted the same way.
+    pub log_records: u64,
+    /// The shutdown deadline.
+    pub deadline: Duration,
+    /// Why, one entry per signal (`traces: ...`, `logs: ...`), plus any other provider error.
+    pub causes: Vec<String>,
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "telemetry shutdown lost {} span{} and {} log record{} within the {:?} deadline",
+            self.spans,
+            if self.spans == 1 { "" } else { "s" },
+            self.log_records,
+            if self.log_records == 1 { "" } else { "s" },
+            self.deadline,
+        )?;
+        if !self.causes.is_empty() {
+            write!(f, "; {}", self.causes.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Undelivered {}
 
 /// `Debug` is the readable message (see the [module docs](self)).
 macro_rules! readable_debug {

@@ -1,21 +1,27 @@
 //! [`ObservabilityGuard`]: flushes and shuts telemetry down, within a deadline.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use crate::error::ShutdownError;
+use crate::delivery::Losses;
+use crate::error::{ShutdownError, Undelivered};
 
 /// Keeps telemetry running; hold it in `main` until the server has drained.
 ///
-/// [`shutdown`](Self::shutdown) flushes pending spans and logs and shuts the tracer, logger and
-/// meter providers down, in that order, within the configured deadline. It runs the SDK's
-/// blocking shutdown on a separate thread, so it works on multi-thread and current-thread tokio
-/// runtimes alike, and it is safe to call twice. Dropping the guard without calling it makes the
-/// same bounded, best-effort shutdown and never panics.
+/// [`shutdown`](Self::shutdown) flushes pending spans and logs and shuts the tracer and logger
+/// providers down (side by side, each with the whole deadline), then the meter provider, within
+/// the configured deadline. It runs the SDK's blocking shutdown on separate threads, so it works
+/// on multi-thread and current-thread tokio runtimes alike, and it is safe to call twice.
+/// Dropping the guard without calling it makes the same bounded, best-effort shutdown and never
+/// panics.
+///
+/// With a collector that is down, hung or refusing, shutdown still returns on time: it stops
+/// trying once another attempt could not finish before the deadline, and reports what was lost
+/// as [`ShutdownError::Undelivered`].
 #[must_use = "dropping the guard shuts telemetry down; hold it until the server has stopped"]
 pub struct ObservabilityGuard {
     providers: Option<Providers>,
@@ -26,6 +32,8 @@ struct Providers {
     meter: SdkMeterProvider,
     tracer: Option<SdkTracerProvider>,
     logger: Option<SdkLoggerProvider>,
+    /// What the span and log processors could not deliver during shutdown.
+    losses: Arc<Losses>,
 }
 
 impl std::fmt::Debug for ObservabilityGuard {
@@ -42,6 +50,7 @@ impl ObservabilityGuard {
         meter: SdkMeterProvider,
         tracer: Option<SdkTracerProvider>,
         logger: Option<SdkLoggerProvider>,
+        losses: Arc<Losses>,
         timeout: Duration,
     ) -> Self {
         Self {
@@ -49,6 +58,7 @@ impl ObservabilityGuard {
                 meter,
                 tracer,
                 logger,
+                losses,
             }),
             timeout,
         }
@@ -59,9 +69,11 @@ impl ObservabilityGuard {
     ///
     /// # Errors
     ///
-    /// [`ShutdownError::Timeout`] if the deadline passed first (a hung collector), and
-    /// [`ShutdownError::Providers`] with every provider's error otherwise. Note that the SDK
-    /// reports success even when the last export failed; the collector's side is the proof.
+    /// [`ShutdownError::Undelivered`] if spans or log records could not be delivered (the
+    /// collector was down, hung or refusing; the error says how many and why: none of that is
+    /// an application failure), [`ShutdownError::Providers`] with every provider's other
+    /// errors, and [`ShutdownError::Timeout`] if the shutdown threads did not report back
+    /// within the deadline at all.
     pub async fn shutdown(&mut self) -> Result<(), ShutdownError> {
         let Some(providers) = self.providers.take() else {
             return Ok(());
@@ -109,20 +121,51 @@ fn shutdown_blocking(providers: &Providers, timeout: Duration) -> Result<(), Shu
     let deadline = Instant::now() + timeout;
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let mut errors = Vec::new();
-    if let Some(tracer) = &providers.tracer {
-        if let Err(err) = tracer.shutdown_with_timeout(remaining()) {
-            errors.push(format!("traces: {err}"));
-        }
+    // Traces and logs go to their exporters independently: shut them down side by side, so a
+    // collector that is down costs the deadline once, not once per signal.
+    let (traces, logs) = std::thread::scope(|scope| {
+        let traces = providers.tracer.as_ref().map(|tracer| {
+            std::thread::Builder::new()
+                .name("otel-shutdown-traces".to_owned())
+                .spawn_scoped(scope, move || tracer.shutdown_with_timeout(remaining()))
+                .map_err(|_| tracer)
+        });
+        let logs = providers
+            .logger
+            .as_ref()
+            .map(|logger| logger.shutdown_with_timeout(remaining()));
+        let traces = traces.map(|spawned| match spawned {
+            Ok(thread) => thread.join().unwrap_or_else(|_| {
+                Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                    "the trace shutdown thread panicked".to_owned(),
+                ))
+            }),
+            // No thread: one after the other, with what is left.
+            Err(provider) => provider.shutdown_with_timeout(remaining()),
+        });
+        (traces, logs)
+    });
+    let losses = &providers.losses;
+    // A signal that lost items reports why in `losses`; its provider's error says the same.
+    if let Some(Err(err)) = traces.filter(|_| losses.spans() == 0) {
+        errors.push(format!("traces: {err}"));
     }
-    if let Some(logger) = &providers.logger {
-        if let Err(err) = logger.shutdown_with_timeout(remaining()) {
-            errors.push(format!("logs: {err}"));
-        }
+    if let Some(Err(err)) = logs.filter(|_| losses.log_records() == 0) {
+        errors.push(format!("logs: {err}"));
     }
     if let Err(err) = providers.meter.shutdown_with_timeout(remaining()) {
         errors.push(format!("metrics: {err}"));
     }
-    if errors.is_empty() {
+    if losses.spans() > 0 || losses.log_records() > 0 {
+        let mut causes = losses.causes();
+        causes.extend(errors);
+        Err(ShutdownError::Undelivered(Undelivered {
+            spans: losses.spans(),
+            log_records: losses.log_records(),
+            deadline: timeout,
+            causes,
+        }))
+    } else if errors.is_empty() {
         Ok(())
     } else if remaining().is_zero() {
         Err(ShutdownError::Timeout(timeout))

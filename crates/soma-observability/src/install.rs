@@ -42,6 +42,10 @@ where
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
+    crate::http::headers::set_client_default(
+        std::sync::Arc::clone(&parts.headers),
+        parts.config.attribute_value_length_limit,
+    );
     opentelemetry::global::set_text_map_propagator(crate::propagation::build(
         &parts.config.propagators,
     ));

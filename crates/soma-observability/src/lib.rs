@@ -22,7 +22,8 @@
 //! That one call:
 //! - serves `GET /metrics` (Prometheus text format) with the HTTP metrics below, process metrics
 //!   (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
-//!   `process_start_time_seconds`, ...) and `target_info` with the service's resource;
+//!   `process_start_time_seconds`, ...), the tokio runtime's saturation (`tokio_runtime_*`, see
+//!   [`runtime`]) and `target_info` with the service's resource;
 //! - creates a `SERVER` span per request, continuing the caller's W3C `traceparent`, and sends
 //!   spans over OTLP;
 //! - sends `tracing` events to stdout and over OTLP logs, each with the trace and span id of
@@ -71,6 +72,8 @@
 //! | `otel_sdk_span_dropped_total` | counter | spans dropped because the export queue was full |
 //! | `otel_sdk_exporter_log_exported_total`, `otel_sdk_log_dropped_total` | counters | the same for OTLP log records |
 //! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
+//! | `tokio_runtime_workers`, `tokio_runtime_alive_tasks`, `tokio_runtime_global_queue_depth` | gauges | none ([`runtime`]) |
+//! | `tokio_runtime_worker_busy_seconds_total`, `tokio_runtime_worker_parks_total` | counters | `tokio_worker` ([`runtime`]) |
 //!
 //! Every series also carries `otel_scope_name` (and `otel_scope_version` when the meter has one). Labels are bounded by
 //! construction; see [`http`] for the rules, the spans and where the layer goes.
@@ -97,6 +100,29 @@
 //! in handlers also become OpenTelemetry spans, children of the request's server span.
 //! [`HttpClient`] propagates the context to downstream services.
 //!
+//! # Cargo features
+//!
+//! A team pays only for the exporters it uses:
+//!
+//! | Feature | Default | What it adds | Crates it pulls in |
+//! |---|---|---|---|
+//! | `otlp` | yes | OTLP export of traces and logs over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` |
+//! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic`, `h2`, `tower`'s balancing stack |
+//! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
+//!
+//! Metrics (`/metrics`), the HTTP layer, spans in process, the `console` exporters and stdout
+//! logs are always there. The defaults are what most services want: HTTP/protobuf export, which
+//! every collector accepts, and the client service-to-service calls need to form one trace,
+//! which costs almost nothing once `otlp` has brought `reqwest` in. gRPC is opt-in because tonic
+//! and its HTTP/2 stack are the heaviest part (see the README for the figures). A metrics-only
+//! service uses `default-features = false`.
+//!
+//! A setting that needs a feature this build lacks is a startup error
+//! ([`ConfigError::FeatureDisabled`]) naming the variable, the value and the feature, never
+//! ignored: `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` without `grpc`; `OTEL_TRACES_EXPORTER=otlp`, or an
+//! `OTEL_EXPORTER_OTLP_*` endpoint or protocol, without `otlp`. Without `otlp` and without those
+//! variables, traces and logs are not exported (their exporters default to `none`).
+//!
 //! # Going further
 //!
 //! [`Observability::builder`] configures buckets, excluded paths and the shutdown deadline;
@@ -104,19 +130,24 @@
 //! router, the providers and the subscriber) for services that compose them themselves.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 mod builder;
+#[cfg(feature = "client")]
 mod client;
 pub mod config;
 mod deferred;
+mod delivery;
 mod endpoint;
 mod error;
 mod exemplars;
 mod exposition;
+mod features;
+pub mod genai;
 mod guard;
 pub mod http;
 mod install;
@@ -125,6 +156,7 @@ mod metrics;
 mod openmetrics;
 mod process;
 pub mod propagation;
+pub mod runtime;
 mod serve;
 mod traces;
 
@@ -132,10 +164,11 @@ pub use builder::{
     Observability, ObservabilityBuilder, ObservabilityParts, DEFAULT_EXCLUDED_PATHS,
     DEFAULT_SHUTDOWN_TIMEOUT,
 };
+#[cfg(feature = "client")]
 pub use client::HttpClient;
 pub use config::ObservabilityConfig;
 pub use endpoint::METRICS_PATH;
-pub use error::{ConfigError, SetupError, ShutdownError, Signal};
+pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use serve::shutdown_signal;

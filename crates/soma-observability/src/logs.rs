@@ -18,6 +18,10 @@
 //! OpenTelemetry crates and of this crate (a collector that is down fails every batch) are
 //! printed at most once per [`SDK_LOG_INTERVAL`] per call site.
 
+// Without `otlp` the OTLP log processor below is compiled but never built (nor, without
+// `grpc`, the gRPC metadata helper).
+#![cfg_attr(not(feature = "grpc"), allow(dead_code, unused_imports))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -27,8 +31,11 @@ use opentelemetry::logs::Severity;
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::error::OTelSdkResult;
+#[cfg(feature = "grpc")]
+use opentelemetry_otlp::WithTonicConfig;
+#[cfg(feature = "otlp")]
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{
     BatchConfigBuilder, BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord,
     SdkLoggerProvider,
@@ -42,6 +49,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
 use crate::config::{ExporterKind, LogFormat, ObservabilityConfig, Protocol};
+use crate::delivery::Losses;
 use crate::error::{ConfigError, SetupError, Signal};
 
 /// The crates of the OTLP exporters' own stack (HTTP and gRPC clients), by the name their
@@ -75,14 +83,35 @@ pub(crate) fn build(
     config: &ObservabilityConfig,
     resource: Resource,
     meter: &Meter,
+    losses: &Arc<Losses>,
 ) -> Result<Option<SdkLoggerProvider>, SetupError> {
     let otlp = &config.logs;
     if !config.logs_exported() || otlp.exporter != ExporterKind::Otlp {
         return Ok(None);
     }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (resource, meter, losses);
+        Err(crate::features::otlp_disabled(Signal::Logs).into())
+    }
+    #[cfg(feature = "otlp")]
+    build_otlp(otlp, resource, meter, losses)
+}
+
+/// The OTLP half of [`build`].
+#[cfg(feature = "otlp")]
+fn build_otlp(
+    otlp: &crate::config::OtlpConfig,
+    resource: Resource,
+    meter: &Meter,
+    losses: &Arc<Losses>,
+) -> Result<Option<SdkLoggerProvider>, SetupError> {
     crate::traces::require_runtime_for_grpc(otlp, Signal::Logs)?;
     let builder = opentelemetry_otlp::LogExporter::builder();
     let exporter = match otlp.protocol {
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Logs).into()),
+        #[cfg(feature = "grpc")]
         Protocol::Grpc => builder
             .with_tonic()
             .with_endpoint(otlp.endpoint.clone())
@@ -104,7 +133,7 @@ pub(crate) fn build(
     Ok(Some(
         SdkLoggerProvider::builder()
             .with_resource(resource)
-            .with_log_processor(CountingLogProcessor::new(exporter, otlp, meter))
+            .with_log_processor(CountingLogProcessor::new(exporter, otlp, meter, losses))
             .build(),
     ))
 }
@@ -112,13 +141,54 @@ pub(crate) fn build(
 /// The SDK's batch log processor, with every drop counted: a record is admitted only while fewer
 /// than the configured queue size wait for export (the inner queue has room for one batch more,
 /// so it never drops on its own); the rest are counted as `otel_sdk_log_dropped_total`.
-/// Export outcomes are counted as `otel_sdk_exporter_log_exported_total`.
+/// Export outcomes are counted as `otel_sdk_exporter_log_exported_total`, and a failed export
+/// is a warning (rate-limited like the span export's). At shutdown, records that cannot be
+/// exported before the deadline are dropped and counted with `error_type="shutdown_deadline"`
+/// (see `delivery`).
 #[derive(Debug)]
 struct CountingLogProcessor {
     inner: BatchLogProcessor,
     pending: Arc<AtomicUsize>,
     limit: usize,
     dropped: Counter<u64>,
+    delivery: Arc<LogDelivery>,
+    losses: Arc<Losses>,
+}
+
+/// Shared by [`CountingLogProcessor`] and [`CountingLogExporter`]: shutdown's deadline, the last
+/// failure, and what shutdown lost. `pending` is decremented under this lock, so a shutdown that
+/// stops waiting counts exactly what was not delivered.
+#[derive(Debug, Default)]
+struct LogDelivery(Mutex<LogDeliveryState>);
+
+#[derive(Debug, Default)]
+struct LogDeliveryState {
+    /// Set by shutdown: its deadline.
+    deadline: Option<Instant>,
+    /// How long the last export took if it failed.
+    last_failure: Option<Duration>,
+    /// Records lost since shutdown began, and why the last of them were.
+    lost: usize,
+    cause: Option<String>,
+    /// Shutdown stopped waiting at its deadline and counted what was left itself.
+    abandoned: bool,
+}
+
+impl LogDelivery {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogDeliveryState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl LogDeliveryState {
+    fn lose(&mut self, n: usize, cause: String) {
+        if self.deadline.is_some() && !self.abandoned {
+            self.lost += n;
+            self.cause = Some(cause);
+        }
+    }
 }
 
 impl CountingLogProcessor {
@@ -126,8 +196,15 @@ impl CountingLogProcessor {
         exporter: E,
         otlp: &crate::config::OtlpConfig,
         meter: &Meter,
+        losses: &Arc<Losses>,
     ) -> Self {
         let pending = Arc::new(AtomicUsize::new(0));
+        let delivery = Arc::new(LogDelivery::default());
+        let dropped = meter
+            .u64_counter("otel.sdk.log.dropped")
+            .with_unit("{log_record}")
+            .with_description("Log records dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.")
+            .build();
         let exporter = CountingLogExporter {
             inner: exporter,
             pending: Arc::clone(&pending),
@@ -138,6 +215,9 @@ impl CountingLogProcessor {
                     "Log records handed to the exporter, by outcome (error_type set when the export failed).",
                 )
                 .build(),
+            dropped: dropped.clone(),
+            delivery: Arc::clone(&delivery),
+            timeout: otlp.timeout,
         };
         let batch = BatchConfigBuilder::default()
             .with_max_queue_size(otlp.max_queue_size + otlp.max_export_batch_size)
@@ -150,11 +230,9 @@ impl CountingLogProcessor {
                 .build(),
             pending,
             limit: otlp.max_queue_size,
-            dropped: meter
-                .u64_counter("otel.sdk.log.dropped")
-                .with_unit("{log_record}")
-                .with_description("Log records dropped because the export queue was full.")
-                .build(),
+            dropped,
+            delivery,
+            losses: Arc::clone(losses),
         }
     }
 }
@@ -178,8 +256,35 @@ impl LogProcessor for CountingLogProcessor {
         self.inner.force_flush()
     }
 
+    /// Exports what is queued within `timeout` (see `delivery` for a collector that is down),
+    /// then reports what was lost to the guard.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+        self.delivery.lock().deadline = Some(Instant::now() + timeout);
+        let result = self.inner.shutdown_with_timeout(timeout);
+        let mut state = self.delivery.lock();
+        if matches!(result, Err(OTelSdkError::Timeout(_))) {
+            // The export in flight did not return in time: what it held and what is still
+            // queued is lost too. The exporter no longer counts anything.
+            state.abandoned = true;
+            let left = self.pending.load(Ordering::Acquire);
+            state.lost += left;
+            let last = state
+                .cause
+                .take()
+                .map(|c| format!("{c}; "))
+                .unwrap_or_default();
+            state.cause = Some(format!(
+                "{last}{left} log records were still queued or being exported when the \
+                 {timeout:.1?} deadline passed (the collector did not answer in time)"
+            ));
+            self.dropped
+                .add(left as u64, &crate::delivery::shutdown_drop_attributes());
+        }
+        self.losses.add(Signal::Logs, state.lost);
+        if let Some(cause) = state.cause.take() {
+            self.losses.set_cause(Signal::Logs, cause);
+        }
+        result
     }
 
     fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {
@@ -196,16 +301,42 @@ struct CountingLogExporter<E> {
     inner: E,
     pending: Arc<AtomicUsize>,
     exported: Counter<u64>,
+    dropped: Counter<u64>,
+    delivery: Arc<LogDelivery>,
+    /// The exporter's timeout, to tell a hung collector from a refusing one.
+    timeout: Duration,
 }
 
 impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let n = batch.iter().count();
+        if let Some(err) = self.give_up_at_shutdown(n) {
+            return Err(err);
+        }
+        let started = Instant::now();
         let result = self.inner.export(batch).await;
+        let took = started.elapsed();
+        let failure = result
+            .as_ref()
+            .err()
+            .map(|err| crate::delivery::describe_failure(err, took, self.timeout));
+        let mut state = self.delivery.lock();
         self.pending.fetch_sub(n, Ordering::AcqRel);
+        state.last_failure = failure.is_some().then_some(took);
+        if let Some(why) = &failure {
+            state.lose(n, why.clone());
+        }
+        // After shutdown gave up waiting, its report already counted these records.
+        let abandoned = state.abandoned;
+        drop(state);
         let failed = [KeyValue::new("error.type", "export_failed")];
         self.exported
             .add(n as u64, if result.is_ok() { &[] } else { &failed });
+        if let Some(why) = failure.filter(|_| !abandoned) {
+            // On the SDK's export thread, where telemetry is suppressed: printed (rate-limited,
+            // as the span export's warning), never exported.
+            tracing::warn!(log_records = n, took = ?took, "log export failed: {why}; {n} log record(s) lost");
+        }
         result
     }
 
@@ -222,7 +353,65 @@ impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
     }
 }
 
+impl<E> CountingLogExporter<E> {
+    /// During shutdown, with a collector known to be down and too little time left for another
+    /// attempt: drops and counts the batch's `n` records instead of exporting them.
+    fn give_up_at_shutdown(&self, n: usize) -> Option<OTelSdkError> {
+        let mut state = self.delivery.lock();
+        let deadline = state.deadline?;
+        if crate::delivery::worth_an_attempt(state.last_failure, deadline) {
+            return None;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let took = state.last_failure.unwrap_or_default();
+        let failed_before = state.last_failure.is_some();
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        if state.abandoned {
+            return Some(OTelSdkError::InternalFailure(format!(
+                "{n} log records not exported: shutdown passed its deadline"
+            )));
+        }
+        let last = state
+            .cause
+            .clone()
+            .map(|c| format!("{c}; "))
+            .unwrap_or_default();
+        state.lose(
+            n,
+            if failed_before {
+                format!(
+                    "{last}{n} queued log records dropped without another attempt: the last \
+                     export failed after {took:.1?} and {left:.1?} of the shutdown deadline was \
+                     left"
+                )
+            } else {
+                format!("{last}{n} queued log records dropped: the shutdown deadline passed")
+            },
+        );
+        drop(state);
+        self.dropped
+            .add(n as u64, &crate::delivery::shutdown_drop_attributes());
+        if failed_before {
+            tracing::warn!(
+                log_records = n,
+                "shutdown: {n} queued log records dropped without another attempt; the collector \
+                 is down (the last export failed after {took:.1?}) and only {left:.1?} of the \
+                 deadline is left"
+            );
+        } else {
+            tracing::warn!(
+                log_records = n,
+                "shutdown: {n} queued log records dropped: the deadline passed"
+            );
+        }
+        Some(OTelSdkError::InternalFailure(format!(
+            "{n} log records dropped: the collector is down and the shutdown deadline is near"
+        )))
+    }
+}
+
 /// OTLP headers as gRPC metadata.
+#[cfg(feature = "grpc")]
 pub(crate) fn metadata(
     headers: &BTreeMap<String, String>,
 ) -> Result<tonic::metadata::MetadataMap, ConfigError> {

@@ -7,6 +7,8 @@
 //! counts) a span when the configured queue is full, so every drop shows up on `/metrics` as
 //! `otel_sdk_span_dropped_total`. Export outcomes are counted as
 //! `otel_sdk_exporter_span_exported_total` (with `error_type="export_failed"` for failed batches).
+//! At shutdown, spans that cannot be exported before the deadline are dropped and counted as
+//! `otel_sdk_span_dropped_total{error_type="shutdown_deadline"}` (see `delivery`).
 //!
 //! # Cheap when busy, small when idle
 //!
@@ -15,6 +17,9 @@
 //! at a time; the gRPC exporter's connection runs on a one-thread runtime of its own, so a busy
 //! application runtime cannot starve it (see `benches/README.md` for the figures).
 
+// Without `otlp` (or `grpc`) the exporters' helpers below are compiled but never used.
+#![cfg_attr(not(feature = "grpc"), allow(dead_code, unused_imports))]
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -22,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+#[cfg(feature = "grpc")]
+use opentelemetry_otlp::WithTonicConfig;
+#[cfg(feature = "otlp")]
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     Sampler as SdkSampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
@@ -32,6 +40,7 @@ use opentelemetry_sdk::Resource;
 use crate::config::{
     ExporterKind, ObservabilityConfig, OtlpConfig, ParentBasedRoot, Protocol, Sampler,
 };
+use crate::delivery::{self, Losses};
 use crate::error::{SetupError, Signal};
 
 /// Builds the tracer provider, or `None` when traces are disabled.
@@ -39,15 +48,19 @@ pub(crate) fn build(
     config: &ObservabilityConfig,
     resource: Resource,
     meter: &Meter,
+    losses: &Arc<Losses>,
 ) -> Result<Option<SdkTracerProvider>, SetupError> {
     if !config.traces_enabled() {
         return Ok(None);
     }
-    let counters = ExportCounters::new(meter);
+    let counters = ExportCounters::new(meter, losses);
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(sampler(config.sampler));
     let provider = match config.traces.exporter {
+        #[cfg(not(feature = "otlp"))]
+        ExporterKind::Otlp => return Err(crate::features::otlp_disabled(Signal::Traces).into()),
+        #[cfg(feature = "otlp")]
         ExporterKind::Otlp => {
             let (exporter, runtime) = otlp_exporter(&config.traces)?;
             builder.with_span_processor(
@@ -82,7 +95,8 @@ pub(crate) fn require_runtime_for_grpc(
     otlp: &OtlpConfig,
     signal: Signal,
 ) -> Result<(), SetupError> {
-    if otlp.exporter == ExporterKind::Otlp
+    if crate::features::GRPC
+        && otlp.exporter == ExporterKind::Otlp
         && otlp.protocol == Protocol::Grpc
         && tokio::runtime::Handle::try_current().is_err()
     {
@@ -99,12 +113,16 @@ pub(crate) fn require_runtime_for_grpc(
 /// behind them, and exports slowed until the queue overflowed (at 1 000 connections on two
 /// cores, 8 000 spans/s were exported and 80 % were dropped). On its own thread the export gets
 /// its fair share of the CPU from the operating system instead.
+#[cfg(feature = "otlp")]
 fn otlp_exporter(
     otlp: &OtlpConfig,
 ) -> Result<(opentelemetry_otlp::SpanExporter, Option<ExportRuntime>), SetupError> {
     require_runtime_for_grpc(otlp, Signal::Traces)?;
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let (built, runtime) = match otlp.protocol {
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Traces).into()),
+        #[cfg(feature = "grpc")]
         Protocol::Grpc => {
             let runtime = ExportRuntime::new();
             let _entered = runtime.as_ref().map(ExportRuntime::enter);
@@ -173,11 +191,14 @@ impl Drop for ExportRuntime {
 struct ExportCounters {
     exported: Counter<u64>,
     dropped: Counter<u64>,
+    /// What shutdown could not deliver, read by the guard.
+    losses: Arc<Losses>,
 }
 
 impl ExportCounters {
-    fn new(meter: &Meter) -> Self {
+    fn new(meter: &Meter, losses: &Arc<Losses>) -> Self {
         Self {
+            losses: Arc::clone(losses),
             exported: meter
                 .u64_counter("otel.sdk.exporter.span.exported")
                 .with_unit("{span}")
@@ -186,7 +207,7 @@ impl ExportCounters {
             dropped: meter
                 .u64_counter("otel.sdk.span.dropped")
                 .with_unit("{span}")
-                .with_description("Finished spans dropped because the export queue was full.")
+                .with_description("Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.")
                 .build(),
         }
     }
@@ -229,9 +250,25 @@ struct QueueState {
     spans: Vec<SpanData>,
     flushes_asked: u64,
     flushes_done: u64,
-    /// Set by shutdown, with the time the exporter's own shutdown may take.
-    shutdown: Option<Duration>,
+    /// Set by shutdown: its deadline.
+    shutdown: Option<Instant>,
     stopped: bool,
+    /// Spans lost since shutdown began: failed, not attempted, or ended too late.
+    lost: usize,
+    /// Why the last of them were lost.
+    cause: Option<String>,
+    /// Shutdown stopped waiting at its deadline and counted what was left itself.
+    abandoned: bool,
+}
+
+impl QueueState {
+    /// Counts `n` spans as lost during shutdown, unless shutdown already counted them.
+    fn lose(&mut self, n: usize, cause: String) {
+        if self.shutdown.is_some() && !self.abandoned {
+            self.lost += n;
+            self.cause = Some(cause);
+        }
+    }
 }
 
 impl Queue {
@@ -311,16 +348,21 @@ impl CountingProcessor {
         let pending = Arc::new(AtomicUsize::new(0));
         let exporter: Arc<Mutex<dyn DynExporter>> = Arc::new(Mutex::new(CountingExporter {
             inner: exporter,
-            pending: Arc::clone(&pending),
             counters: counters.clone(),
         }));
         let queue = Arc::new(Queue::default());
         let batch_size = otlp.max_export_batch_size.max(1);
         let worker = {
-            let queue = Arc::clone(&queue);
-            let exporter = Arc::clone(&exporter);
-            let delay = otlp.schedule_delay;
-            move || export_loop(&queue, &*exporter, batch_size, delay)
+            let export = ExportThread {
+                queue: Arc::clone(&queue),
+                exporter: Arc::clone(&exporter),
+                pending: Arc::clone(&pending),
+                counters: counters.clone(),
+                batch_size,
+                delay: otlp.schedule_delay,
+                timeout: otlp.timeout,
+            };
+            move || export.run()
         };
         if let Err(err) = std::thread::Builder::new()
             .name("OpenTelemetry.Traces.BatchProcessor".to_owned())
@@ -347,56 +389,153 @@ impl CountingProcessor {
     }
 }
 
-/// The export thread: one round per full batch, schedule delay, flush or shutdown.
-fn export_loop(
-    queue: &Queue,
-    exporter: &Mutex<dyn DynExporter>,
+/// What the export thread works with.
+struct ExportThread {
+    queue: Arc<Queue>,
+    exporter: Arc<Mutex<dyn DynExporter>>,
+    /// Spans queued or being exported; decremented here, under the queue's lock, so that a
+    /// shutdown that stops waiting counts exactly what was not delivered.
+    pending: Arc<AtomicUsize>,
+    counters: ExportCounters,
     batch_size: usize,
     delay: Duration,
-) {
-    loop {
-        let state = queue.lock();
-        let (mut state, _) = wait_until(&queue.work, state, delay, |s| {
-            s.spans.len() >= batch_size || s.flushes_asked > s.flushes_done || s.shutdown.is_some()
-        });
-        let busy = state.spans.len() >= batch_size;
-        let mut spans = std::mem::replace(
-            &mut state.spans,
-            if busy {
-                Vec::with_capacity(batch_size)
-            } else {
-                Vec::new()
-            },
-        );
-        let flushes = state.flushes_asked;
-        let shutdown = state.shutdown;
-        drop(state);
-        let exporter = exporter.lock().unwrap_or_else(PoisonError::into_inner);
-        while !spans.is_empty() {
-            let rest = if spans.len() > batch_size {
-                spans.split_off(batch_size)
-            } else {
-                Vec::new()
-            };
-            if let Err(err) = exporter.export_blocking(spans) {
-                // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
-                tracing::warn!(error = %err, "span export failed; the spans are lost");
+    /// The exporter's timeout, to tell a hung collector from a refusing one.
+    timeout: Duration,
+}
+
+impl ExportThread {
+    /// One round per full batch, schedule delay, flush or shutdown.
+    fn run(self) {
+        // As on the SDK's log export thread: what this thread logs (export warnings) is
+        // printed but never exported, so a failing collector cannot feed itself.
+        let _suppressed = Context::enter_telemetry_suppressed_scope();
+        let queue = &*self.queue;
+        let batch_size = self.batch_size;
+        // How long the last export took if it failed: the collector is known to be down, and
+        // during shutdown no attempt is started that could not finish in the time left.
+        let mut last_failure = None;
+        loop {
+            let state = queue.lock();
+            let (mut state, _) = wait_until(&queue.work, state, self.delay, |s| {
+                s.spans.len() >= batch_size
+                    || s.flushes_asked > s.flushes_done
+                    || s.shutdown.is_some()
+            });
+            let busy = state.spans.len() >= batch_size;
+            let mut spans = std::mem::replace(
+                &mut state.spans,
+                if busy {
+                    Vec::with_capacity(batch_size)
+                } else {
+                    Vec::new()
+                },
+            );
+            let flushes = state.flushes_asked;
+            let shutdown = state.shutdown;
+            drop(state);
+            let exporter = self.exporter.lock().unwrap_or_else(PoisonError::into_inner);
+            while !spans.is_empty() {
+                let rest = if spans.len() > batch_size {
+                    spans.split_off(batch_size)
+                } else {
+                    Vec::new()
+                };
+                let deadline = queue.lock().shutdown;
+                if let Some(deadline) = deadline {
+                    if !delivery::worth_an_attempt(last_failure, deadline) {
+                        self.give_up(spans.len() + rest.len(), last_failure, deadline);
+                        break;
+                    }
+                }
+                last_failure = self.export(&*exporter, spans);
+                spans = rest;
             }
-            spans = rest;
-        }
-        let stop = shutdown.map(|timeout| exporter.shutdown_with_timeout(timeout));
-        drop(exporter);
-        let mut state = queue.lock();
-        state.flushes_done = flushes;
-        if let Some(result) = stop {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "span exporter shutdown failed");
+            let stop = shutdown.map(|deadline| {
+                exporter.shutdown_with_timeout(deadline.saturating_duration_since(Instant::now()))
+            });
+            drop(exporter);
+            let mut state = queue.lock();
+            state.flushes_done = flushes;
+            if let Some(result) = stop {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "span exporter shutdown failed");
+                }
+                state.stopped = true;
+                queue.progress.notify_all();
+                return;
             }
-            state.stopped = true;
             queue.progress.notify_all();
+        }
+    }
+
+    /// Exports one batch; returns how long it took if it failed.
+    fn export(&self, exporter: &dyn DynExporter, batch: Vec<SpanData>) -> Option<Duration> {
+        let n = batch.len();
+        let started = Instant::now();
+        let result = exporter.export_blocking(batch);
+        let took = started.elapsed();
+        let failure = result
+            .err()
+            .map(|err| delivery::describe_failure(&err, took, self.timeout));
+        let mut state = self.queue.lock();
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        if let Some(why) = &failure {
+            state.lose(n, why.clone());
+        }
+        // After shutdown gave up waiting, its report already counted these spans.
+        let abandoned = state.abandoned;
+        drop(state);
+        let why = failure?;
+        if abandoned {
+            return Some(took);
+        }
+        // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
+        tracing::warn!(spans = n, took = ?took, "span export failed: {why}; {n} span(s) lost");
+        Some(took)
+    }
+
+    /// Drops (and counts) `n` spans that shutdown has no time left to export.
+    fn give_up(&self, n: usize, last_failure: Option<Duration>, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let took = last_failure.unwrap_or_default();
+        let mut state = self.queue.lock();
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        if state.abandoned {
             return;
         }
-        queue.progress.notify_all();
+        let last = state
+            .cause
+            .clone()
+            .map(|c| format!("{c}; "))
+            .unwrap_or_default();
+        state.lose(
+            n,
+            if last_failure.is_some() {
+                format!(
+                    "{last}{n} queued spans dropped without another attempt: the last export \
+                     failed after {took:.1?} and {left:.1?} of the shutdown deadline was left"
+                )
+            } else {
+                format!("{last}{n} queued spans dropped: the shutdown deadline passed")
+            },
+        );
+        drop(state);
+        self.counters
+            .dropped
+            .add(n as u64, &delivery::shutdown_drop_attributes());
+        if last_failure.is_some() {
+            tracing::warn!(
+                spans = n,
+                "shutdown: {n} queued spans dropped without another attempt; the collector is \
+                 down (the last export failed after {took:.1?}) and only {left:.1?} of the \
+                 deadline is left"
+            );
+        } else {
+            tracing::warn!(
+                spans = n,
+                "shutdown: {n} queued spans dropped: the deadline passed"
+            );
+        }
     }
 }
 
@@ -419,8 +558,17 @@ impl SpanProcessor for CountingProcessor {
         }
         let mut state = self.queue.lock();
         if state.shutdown.is_some() {
-            drop(state);
             self.pending.fetch_sub(1, Ordering::AcqRel);
+            // Keep the more telling reason (a collector that is down) if there is one.
+            let cause = state
+                .cause
+                .take()
+                .unwrap_or_else(|| "a span ended after shutdown began".to_owned());
+            state.lose(1, cause);
+            drop(state);
+            self.counters
+                .dropped
+                .add(1, &delivery::shutdown_drop_attributes());
             return;
         }
         state.spans.push(span);
@@ -448,20 +596,46 @@ impl SpanProcessor for CountingProcessor {
         }
     }
 
+    /// Exports what is queued within `timeout` (see `delivery` for a collector that is down),
+    /// then reports what was lost to the guard.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let mut state = self.queue.lock();
         if state.shutdown.is_some() {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        state.shutdown = Some(timeout);
+        state.shutdown = Some(Instant::now() + timeout);
         self.queue.work.notify_one();
-        let (state, done) = wait_until(&self.queue.progress, state, timeout, |s| s.stopped);
-        drop(state);
+        let (mut state, done) = wait_until(&self.queue.progress, state, timeout, |s| s.stopped);
+        let losses = &self.counters.losses;
         if done {
-            Ok(())
-        } else {
-            Err(OTelSdkError::Timeout(timeout))
+            losses.add(Signal::Traces, state.lost);
+            if let Some(cause) = state.cause.take() {
+                losses.set_cause(Signal::Traces, cause);
+            }
+            return Ok(());
         }
+        // The export in flight did not return in time: what it held and what is still queued
+        // is lost too. The export thread no longer counts anything.
+        state.abandoned = true;
+        let left = self.pending.load(Ordering::Acquire);
+        losses.add(Signal::Traces, state.lost + left);
+        let last = state
+            .cause
+            .take()
+            .map(|c| format!("{c}; "))
+            .unwrap_or_default();
+        losses.set_cause(
+            Signal::Traces,
+            format!(
+                "{last}{left} spans were still queued or being exported when the {timeout:.1?} \
+                 deadline passed (the collector did not answer in time)"
+            ),
+        );
+        drop(state);
+        self.counters
+            .dropped
+            .add(left as u64, &delivery::shutdown_drop_attributes());
+        Err(OTelSdkError::Timeout(timeout))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -477,7 +651,7 @@ impl Drop for CountingProcessor {
     fn drop(&mut self) {
         let mut state = self.queue.lock();
         if state.shutdown.is_none() {
-            state.shutdown = Some(Duration::from_secs(1));
+            state.shutdown = Some(Instant::now() + Duration::from_secs(1));
             self.queue.work.notify_one();
         }
     }
@@ -486,7 +660,6 @@ impl Drop for CountingProcessor {
 #[derive(Debug)]
 struct CountingExporter<E> {
     inner: E,
-    pending: Arc<AtomicUsize>,
     counters: ExportCounters,
 }
 
@@ -494,7 +667,6 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
         let result = self.inner.export(batch).await;
-        self.pending.fetch_sub(n, Ordering::AcqRel);
         let failed = [KeyValue::new("error.type", "export_failed")];
         self.counters
             .exported

@@ -50,7 +50,17 @@ async fn spans_from_a_503_outage_arrive_after_recovery() {
         "the exporter retried ({} attempts)",
         otlp.attempts()
     );
-    let metrics = scrape(&app).await;
+    // The receiver has the spans before the exporter has read its answer and counted them:
+    // poll /metrics until the count is there (bounded).
+    let deadline = std::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let metrics = scrape(&app).await;
+        let exported = sample(&metrics, "otel_sdk_exporter_span_exported_total", &[]);
+        if exported.is_some_and(|n| n >= 20.0) || std::time::Instant::now() >= deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         sample(&metrics, "otel_sdk_exporter_span_exported_total", &[]),
         Some(20.0),
@@ -239,4 +249,58 @@ fn hurtful_batch_settings_are_rejected() {
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
     ]);
     assert_eq!(clamped.traces.max_export_batch_size, 64);
+}
+
+/// A collector answering 503 (`Retry-After: 1`) at shutdown: each failed export takes about a
+/// second, so ten batches cannot all be tried in a 3 s deadline. Shutdown keeps trying while an
+/// attempt fits, drops the rest, and returns on time with every span counted as undelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_against_a_503_collector_returns_on_time_with_the_lost_spans_counted() {
+    let otlp = FakeOtlp::start().await;
+    otlp.set_behaviour(Behaviour::Fail(503));
+    let mut cfg = otlp_config(&otlp, "http/protobuf");
+    cfg.traces.schedule_delay = Duration::from_secs(60);
+    cfg.traces.max_export_batch_size = 10;
+    cfg.logs.exporter = soma_observability::config::ExporterKind::None;
+    let parts = soma_observability::Observability::builder("throttled")
+        .with_config(cfg)
+        .with_shutdown_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let app = parts.instrument(routes()).unwrap();
+    hit(&app, 100).await;
+    let metrics_before = scrape(&app).await;
+    let started = Instant::now();
+    let result = parts.into_guard().shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(3200),
+        "shutdown took {took:?} ({result:?})"
+    );
+    let err = result.expect_err("100 spans could not be delivered");
+    assert!(
+        matches!(err, soma_observability::ShutdownError::Undelivered(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.spans_lost(), 100, "{err}");
+    assert_eq!(err.log_records_lost(), 0, "{err}");
+    assert!(otlp.spans().is_empty());
+    let message = err.to_string();
+    assert!(message.contains("lost 100 spans"), "{message}");
+    assert!(message.contains("rejected the export"), "{message}");
+    assert!(
+        message.contains("dropped without another attempt"),
+        "{message}"
+    );
+    // Two or three attempts of ~1 s each (Retry-After), each with its retries, not ten.
+    let exports = otlp.attempts();
+    assert!(
+        (2..=9).contains(&exports),
+        "{exports} requests reached the collector"
+    );
+    assert_eq!(
+        sample(&metrics_before, "otel_sdk_span_dropped_total", &[]),
+        None,
+        "nothing was dropped before shutdown\n{metrics_before}"
+    );
 }

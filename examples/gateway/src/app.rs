@@ -11,6 +11,7 @@ use opentelemetry::metrics::Meter;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use soma_example_support::{get_json, health_routes, post_json, ApiError, JsonBody, Peers, Reply};
+use soma_observability::genai::GenAiMetrics;
 use soma_observability::HttpClient;
 
 use crate::auth::{issue_token, User};
@@ -22,7 +23,12 @@ pub(crate) struct AppState {
     pub(crate) client: HttpClient,
     pub(crate) peers: Peers,
     pub(crate) marketplace: MarketplaceMetrics,
+    /// The generate route as the gateway sees it (time to its client's first token).
+    pub(crate) genai: GenAiMetrics,
 }
+
+/// The model slm-service serves by default (the gateway does not choose one).
+const SLM_MODEL: &str = "soma-markov-1";
 
 impl AppState {
     pub(crate) fn new(meter: &Meter, client: HttpClient, peers: Peers) -> Self {
@@ -30,6 +36,7 @@ impl AppState {
             client,
             peers,
             marketplace: MarketplaceMetrics::new(meter),
+            genai: GenAiMetrics::new(meter, "soma", &[SLM_MODEL]),
         }
     }
 }
@@ -195,19 +202,40 @@ async fn generate(
     }
     authorize(&state, &user.subject, "generate", None, &request.prompt).await?;
     let slm = &state.peers.slm_service;
+    // The gateway's own view: time to the first token frame leaving for its client, relayed.
+    let input_tokens = request.prompt.split_whitespace().count() as u64;
+    let genai = state
+        .genai
+        .start("text_completion", SLM_MODEL, input_tokens);
     if !request.stream {
-        return match post_json::<_, Value>(&state.client, slm, "/v1/generate", &request).await? {
-            Reply::Ok(generated) => Ok(Json(generated).into_response()),
-            Reply::Refused { status, error } => Err(passthrough("slm-service", status, error)),
+        return match post_json::<_, Value>(&state.client, slm, "/v1/generate", &request).await {
+            Ok(Reply::Ok(generated)) => {
+                let response = Json(generated).into_response();
+                Ok(response.map(|body| Body::new(genai.wrap(body))))
+            }
+            Ok(Reply::Refused { status, error }) => {
+                genai.fail("upstream_error");
+                Err(passthrough("slm-service", status, error))
+            }
+            Err(err) => {
+                genai.fail("upstream_error");
+                Err(err.into())
+            }
         };
     }
-    let upstream = state
+    let Ok(upstream) = state
         .client
         .send(state.client.post(slm.url("/v1/generate")).json(&request))
         .await
-        .map_err(|_| ApiError::bad_gateway("slm-service is unavailable: request failed"))?;
+    else {
+        genai.fail("upstream_error");
+        return Err(ApiError::bad_gateway(
+            "slm-service is unavailable: request failed",
+        ));
+    };
     let status = upstream.status();
     if !status.is_success() {
+        genai.fail("upstream_error");
         let body: Value = upstream.json().await.unwrap_or_default();
         let error = body["error"].as_str().unwrap_or("no details").to_owned();
         return Err(passthrough("slm-service", status, error));
@@ -219,7 +247,7 @@ async fn generate(
         .unwrap_or(header::HeaderValue::from_static("text/event-stream"));
     Ok((
         [(header::CONTENT_TYPE, content_type)],
-        Body::from_stream(upstream.bytes_stream()),
+        Body::new(genai.wrap(Body::from_stream(upstream.bytes_stream()))),
     )
         .into_response())
 }

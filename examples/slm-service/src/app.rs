@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
@@ -16,6 +17,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use soma_example_support::{health_routes, ApiError, JsonBody};
+use soma_observability::genai::{GenAiMetrics, TokenCounter};
 
 use crate::markov::Markov;
 
@@ -47,12 +49,15 @@ struct Metrics {
 pub(crate) struct AppState {
     markov: Arc<Markov>,
     metrics: Metrics,
+    /// The `genai` semantic-convention metrics (`gen_ai_server_*`, `gen_ai_client_token_usage`).
+    genai: GenAiMetrics,
 }
 
 impl AppState {
     pub(crate) fn new(meter: &Meter) -> Self {
         Self {
             markov: Arc::new(Markov::builtin()),
+            genai: GenAiMetrics::new(meter, "soma", &[MODEL, UNLOADED_MODEL]),
             metrics: Metrics {
                 tokens: meter
                     .u64_counter("slm.tokens.generated")
@@ -152,10 +157,16 @@ async fn generate(
     let start = Instant::now();
     let stream = request.stream;
     let job = validate(request)?;
+    let input_tokens = job.prompt.split_whitespace().count() as u64;
+    // Measured on the response body: time to first token is the first token frame leaving.
+    let genai = state.genai.start("text_completion", MODEL, input_tokens);
+    let tokens = genai.token_counter();
     tokio::time::sleep(prefill_time(&job.prompt)).await;
     if stream {
-        return Ok(Sse::new(event_stream(state, &job, start)).into_response());
+        let response = Sse::new(event_stream(state, &job, start, tokens)).into_response();
+        return Ok(response.map(|body| Body::new(genai.wrap(body))));
     }
+    let genai_tokens = tokens;
     let mut text = String::new();
     let mut tokens = 0_u64;
     for word in state.markov.generate(&job.prompt, job.max_tokens) {
@@ -171,15 +182,17 @@ async fn generate(
         tokens += 1;
     }
     state.metrics.tokens.add(tokens, &[]);
+    genai_tokens.add(tokens);
     let duration = start.elapsed().as_secs_f64();
     state.metrics.generation_duration.record(duration, &[]);
-    Ok(Json(json!({
+    let response = Json(json!({
         "model": MODEL,
         "text": text,
         "tokens": tokens,
         "finish_reason": "length",
     }))
-    .into_response())
+    .into_response();
+    Ok(response.map(|body| Body::new(genai.wrap(body))))
 }
 
 /// One `data: {"token": ...}` event per word, then `event: done` with the count.
@@ -187,13 +200,14 @@ fn event_stream(
     state: AppState,
     job: &Job,
     start: Instant,
+    genai_tokens: TokenCounter,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     // The words are computed up front (microseconds); their pacing is what streams.
     let words: Vec<&'static str> = state.markov.generate(&job.prompt, job.max_tokens).collect();
     let steps = words.into_iter().map(Some).chain([None]);
-    stream::unfold(
-        (state, steps, 0_u64),
-        move |(state, mut steps, emitted)| async move {
+    stream::unfold((state, steps, 0_u64), move |(state, mut steps, emitted)| {
+        let genai_tokens = genai_tokens.clone();
+        async move {
             let event = if let Some(word) = steps.next()? {
                 tokio::time::sleep(DECODE_PER_TOKEN).await;
                 if emitted == 0 {
@@ -201,6 +215,7 @@ fn event_stream(
                     state.metrics.time_to_first_token.record(ttft, &[]);
                 }
                 state.metrics.tokens.add(1, &[]);
+                genai_tokens.add(1);
                 Event::default().data(json!({ "token": word }).to_string())
             } else {
                 let duration = start.elapsed().as_secs_f64();
@@ -210,8 +225,8 @@ fn event_stream(
                     .data(json!({ "model": MODEL, "tokens": emitted }).to_string())
             };
             Some((Ok(event), (state, steps, emitted + 1)))
-        },
-    )
+        }
+    })
 }
 
 #[cfg(test)]
@@ -271,6 +286,29 @@ mod tests {
         assert_eq!(
             metric_value(&metrics, "slm_tokens_generated_total", &[]),
             Some(5.0)
+        );
+        // The GenAI conventions' view of the same stream.
+        let model = ("gen_ai_request_model", "soma-markov-1");
+        for (name, expected) in [
+            ("gen_ai_server_time_to_first_token_seconds_count", 1.0),
+            ("gen_ai_server_request_duration_seconds_count", 1.0),
+            ("gen_ai_server_time_per_output_token_seconds_count", 1.0),
+        ] {
+            assert_eq!(
+                metric_value(&metrics, name, &[model]),
+                Some(expected),
+                "{name}"
+            );
+        }
+        let output = [model, ("gen_ai_token_type", "output")];
+        assert_eq!(
+            metric_value(&metrics, "gen_ai_client_token_usage_sum", &output),
+            Some(5.0)
+        );
+        let input = [model, ("gen_ai_token_type", "input")];
+        assert_eq!(
+            metric_value(&metrics, "gen_ai_client_token_usage_sum", &input),
+            Some(3.0)
         );
     }
 

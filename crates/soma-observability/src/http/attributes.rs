@@ -34,6 +34,7 @@ pub(crate) fn method_index(method: &Method) -> u8 {
 }
 
 /// `http.request.method` (see [`method_index`]).
+#[cfg_attr(not(feature = "client"), allow(dead_code))] // used by HttpClient only
 pub(crate) fn method(method: &Method) -> &'static str {
     METHODS[usize::from(method_index(method))]
 }

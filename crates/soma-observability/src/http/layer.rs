@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) excluded_paths: Vec<String>,
     pub(crate) routes: RouteInterner,
     pub(crate) attribute_value_length_limit: usize,
+    /// The headers recorded on server spans.
+    pub(crate) headers: Arc<super::headers::HeaderCaptures>,
     /// How `url.scheme` is decided.
     pub(crate) scheme: SchemeRule,
     /// Whether a panicking handler becomes a 500 (and a panicking body an aborted response)

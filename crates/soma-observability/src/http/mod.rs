@@ -30,7 +30,8 @@
 //! request carries a valid `traceparent`. Handler code runs inside that context, so its `tracing`
 //! spans and logs join the trace. The response carries a `traceresponse` header
 //! (`00-{trace_id}-{span_id}-{flags}`) so the caller can find the trace. Header values are never
-//! recorded except `User-Agent`, and sensitive query parameters are redacted in `url.query`.
+//! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
+//! sensitive query parameters are redacted in `url.query`.
 //! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
 //! as axum's `Query` extractor decodes them, ASCII case, whitespace and the separators `-`, `_`
 //! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
@@ -78,14 +79,17 @@
 mod attributes;
 mod body;
 mod future;
+pub mod headers;
 mod layer;
 mod series;
 mod state;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub use headers::HeaderCapture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
+#[cfg(feature = "client")] // used by HttpClient only
 pub(crate) use attributes::{method as method_attribute, redact_query};
 pub(crate) use attributes::{RouteInterner, SchemeRule};
 pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};

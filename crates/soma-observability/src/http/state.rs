@@ -126,6 +126,11 @@ impl RequestState {
         self.outcome = Outcome::Responded(response.status().as_u16());
         if let Some(cx) = &self.context {
             let span = cx.span();
+            if span.is_recording() {
+                let limit = self.shared.attribute_value_length_limit;
+                let headers = &self.shared.headers.server_response;
+                headers.record(response.headers(), limit, |kv| span.set_attribute(kv));
+            }
             let sc = span.span_context();
             if let Some(value) = sc.is_valid().then(|| traceresponse(sc)).flatten() {
                 response.headers_mut().insert(TRACERESPONSE, value);
@@ -311,6 +316,9 @@ fn start_span<B>(
             span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
         }
         add_request_attributes(&mut span, shared.attribute_value_length_limit, req, labels);
+        let limit = shared.attribute_value_length_limit;
+        let headers = &shared.headers.server_request;
+        headers.record(req.headers(), limit, |kv| span.set_attribute(kv));
     }
     parent.with_span(span)
 }

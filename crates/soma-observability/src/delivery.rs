@@ -1,0 +1,174 @@
+//! Delivery at shutdown: what the span and log processors could not deliver, and when another
+//! export attempt is no longer worth starting.
+//!
+//! # A collector that is down at shutdown
+//!
+//! [`ObservabilityGuard::shutdown`](crate::ObservabilityGuard::shutdown) gives the span and log
+//! processors one deadline. They keep exporting what is queued while an attempt can still finish
+//! in time. Once an export has failed (refused connection, no answer, `503`) and the time left is
+//! shorter than that failed attempt took, a new attempt would only run into the deadline: the
+//! processor stops trying, counts every span or log record still queued as dropped
+//! (`otel_sdk_span_dropped_total{error_type="shutdown_deadline"}`,
+//! `otel_sdk_log_dropped_total{error_type="shutdown_deadline"}`) and reports the total here.
+//! An export still in flight when the deadline passes is abandoned and its items are counted the
+//! same way. The guard then returns
+//! [`ShutdownError::Undelivered`](crate::ShutdownError::Undelivered) with the counts, on time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::error::OTelSdkError;
+
+use crate::error::Signal;
+
+/// The `error.type` of items dropped because the shutdown deadline left no time to export them.
+pub(crate) const SHUTDOWN_DEADLINE: &str = "shutdown_deadline";
+
+/// The attributes of a drop at shutdown.
+pub(crate) fn shutdown_drop_attributes() -> [KeyValue; 1] {
+    [KeyValue::new("error.type", SHUTDOWN_DEADLINE)]
+}
+
+/// Kept free at the end of the deadline, so a processor reports before the guard stops waiting.
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+/// What the processors could not deliver during shutdown; shared with the guard.
+#[derive(Debug, Default)]
+pub(crate) struct Losses {
+    spans: AtomicU64,
+    log_records: AtomicU64,
+    causes: Mutex<Causes>,
+}
+
+#[derive(Debug, Default)]
+struct Causes {
+    traces: Option<String>,
+    logs: Option<String>,
+}
+
+impl Losses {
+    /// Adds `n` items of `signal` lost during shutdown.
+    pub(crate) fn add(&self, signal: Signal, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        match signal {
+            Signal::Logs => self.log_records.fetch_add(n, Ordering::AcqRel),
+            _ => self.spans.fetch_add(n, Ordering::AcqRel),
+        };
+    }
+
+    /// Remembers why `signal` lost items (the latest reason wins).
+    pub(crate) fn set_cause(&self, signal: Signal, cause: String) {
+        let mut causes = self.causes.lock().unwrap_or_else(PoisonError::into_inner);
+        match signal {
+            Signal::Logs => causes.logs = Some(cause),
+            _ => causes.traces = Some(cause),
+        }
+    }
+
+    pub(crate) fn spans(&self) -> u64 {
+        self.spans.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn log_records(&self) -> u64 {
+        self.log_records.load(Ordering::Acquire)
+    }
+
+    /// `traces: ...`, `logs: ...`, for the signals that lost something.
+    pub(crate) fn causes(&self) -> Vec<String> {
+        let causes = self.causes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        if self.spans() > 0 {
+            out.push(format!(
+                "traces: {}",
+                causes.traces.as_deref().unwrap_or("not exported in time")
+            ));
+        }
+        if self.log_records() > 0 {
+            out.push(format!(
+                "logs: {}",
+                causes.logs.as_deref().unwrap_or("not exported in time")
+            ));
+        }
+        out
+    }
+}
+
+/// Whether an export started now can still finish before `deadline`, given how long the last
+/// failed export took (`None`: the last export succeeded, or none was made yet).
+pub(crate) fn worth_an_attempt(last_failure: Option<Duration>, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match last_failure {
+        None => !left.is_zero(),
+        Some(took) => took + DEADLINE_MARGIN < left,
+    }
+}
+
+/// Says what a failed export means, in words an operator can act on. `took` is how long the
+/// export ran, `timeout` the exporter's (`OTEL_EXPORTER_OTLP_*TIMEOUT`).
+///
+/// The exporters call a refused connection and an answer that never came alike "network
+/// error"; the time the attempt took tells them apart.
+pub(crate) fn describe_failure(err: &OTelSdkError, took: Duration, timeout: Duration) -> String {
+    let detail = match err {
+        OTelSdkError::InternalFailure(message) => message.clone(),
+        other => other.to_string(),
+    };
+    if took + Duration::from_millis(100) >= timeout {
+        format!(
+            "the collector did not answer within the export timeout ({timeout:?}, \
+             OTEL_EXPORTER_OTLP_TIMEOUT): it accepts connections but hangs, or is unreachable \
+             ({detail})"
+        )
+    } else if detail.contains("network error")
+        || detail.contains("transport error")
+        || detail.to_ascii_lowercase().contains("connect")
+    {
+        format!(
+            "the collector could not be reached (connection refused or reset; {detail}); \
+             check OTEL_EXPORTER_OTLP_ENDPOINT and that the collector is running"
+        )
+    } else {
+        format!("the collector rejected the export ({detail})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_attempt_that_cannot_finish_before_the_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        assert!(worth_an_attempt(None, deadline));
+        assert!(worth_an_attempt(Some(Duration::from_millis(800)), deadline));
+        assert!(!worth_an_attempt(Some(Duration::from_secs(3)), deadline));
+        assert!(!worth_an_attempt(None, Instant::now()));
+    }
+
+    #[test]
+    fn a_hung_collector_is_not_called_a_network_error() {
+        let err = OTelSdkError::InternalFailure("HTTP export failed: network error".into());
+        let timeout = Duration::from_secs(10);
+        let hung = describe_failure(&err, Duration::from_secs(10), timeout);
+        assert!(hung.contains("did not answer within"), "{hung}");
+        let refused = describe_failure(&err, Duration::from_millis(700), timeout);
+        assert!(refused.contains("could not be reached"), "{refused}");
+        let status =
+            OTelSdkError::InternalFailure("HTTP export failed with status code: 503".into());
+        let rejected = describe_failure(&status, Duration::from_secs(4), timeout);
+        assert!(rejected.contains("rejected the export"), "{rejected}");
+    }
+
+    #[test]
+    fn causes_name_only_the_signals_that_lost_something() {
+        let undelivered = Losses::default();
+        undelivered.set_cause(Signal::Logs, "never sent".into());
+        assert!(undelivered.causes().is_empty());
+        undelivered.add(Signal::Traces, 3);
+        assert_eq!(undelivered.causes(), ["traces: not exported in time"]);
+        undelivered.add(Signal::Logs, 1);
+        assert_eq!(undelivered.causes()[1], "logs: never sent");
+    }
+}
