@@ -120,9 +120,22 @@ pub fn metrics_config() -> Result<ObservabilityConfig, ConfigError> {
 ///
 /// If the environment holds an invalid `OTEL_*` value.
 pub fn full_config(endpoint: &str, sampled: bool) -> Result<ObservabilityConfig, ConfigError> {
+    full_config_over(endpoint, sampled, "grpc")
+}
+
+/// [`full_config`] over `protocol` (`grpc` or `http/protobuf`).
+///
+/// # Errors
+///
+/// If the environment holds an invalid `OTEL_*` value.
+pub fn full_config_over(
+    endpoint: &str,
+    sampled: bool,
+    protocol: &str,
+) -> Result<ObservabilityConfig, ConfigError> {
     config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         (
             "OTEL_TRACES_SAMPLER",
             if sampled { "always_on" } else { "always_off" },

@@ -2,24 +2,31 @@
 //!
 //! ```text
 //! bench-server --mode bare|metrics|full [--addr 127.0.0.1:8080] [--otlp http://127.0.0.1:4317]
+//!              [--protocol grpc|http/protobuf]
 //! bench-server --mode receiver [--addr 127.0.0.1:4317] [--stats 127.0.0.1:4319]
+//!              [--http 127.0.0.1:4318]
 //! ```
 //!
 //! - `bare`: plain axum;
 //! - `metrics`: our setup with traces and OTLP logs off (`/metrics` served);
 //! - `full`: our setup with every trace sampled, traces and logs sent over OTLP/gRPC to
 //!   `--otlp` (or to a receiver started in this process when none is given); other `OTEL_*`
-//!   variables are read from the environment as usual;
+//!   variables are read from the environment as usual; `--protocol http/protobuf` exports over
+//!   HTTP/protobuf instead (then `--otlp` must be given: the in-process receiver speaks gRPC);
 //! - `receiver`: a counting OTLP/gRPC receiver; `GET /stats` on `--stats` answers
-//!   `spans N`, `logs N` and `exports N` lines.
+//!   `spans N`, `logs N` and `exports N` lines; with `--http`, it also accepts OTLP/HTTP
+//!   (`POST /v1/traces`, `/v1/logs`: answered 200 without decoding, counted in `http_exports N`
+//!   and `http_bytes N`).
 //!
 //! Stops on SIGTERM or Ctrl-C, flushing telemetry first.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use soma_benches::{app, full_config, metrics_config, OtlpSink};
+use soma_benches::{app, full_config_over, metrics_config, OtlpSink};
 use soma_observability::Observability;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -29,6 +36,8 @@ struct Args {
     addr: SocketAddr,
     otlp: Option<String>,
     stats: SocketAddr,
+    protocol: String,
+    http: Option<SocketAddr>,
 }
 
 fn args() -> Result<Args, Error> {
@@ -37,6 +46,8 @@ fn args() -> Result<Args, Error> {
         addr: "127.0.0.1:8080".parse()?,
         otlp: None,
         stats: "127.0.0.1:4319".parse()?,
+        protocol: "grpc".to_owned(),
+        http: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +57,8 @@ fn args() -> Result<Args, Error> {
             "--addr" => args.addr = value.parse()?,
             "--otlp" => args.otlp = Some(value),
             "--stats" => args.stats = value.parse()?,
+            "--protocol" => args.protocol = value,
+            "--http" => args.http = Some(value.parse()?),
             _ => return Err(format!("unknown flag {flag}").into()),
         }
     }
@@ -72,7 +85,7 @@ async fn main() -> Result<(), Error> {
                     let sink = OtlpSink::start("127.0.0.1:0".parse()?).await?;
                     (sink.endpoint(), Some(sink))
                 };
-                (full_config(&endpoint, true)?, sink)
+                (full_config_over(&endpoint, true, &args.protocol)?, sink)
             };
             let (router, mut guard) = Observability::builder("bench-server")
                 .with_config(config)
@@ -89,15 +102,32 @@ async fn main() -> Result<(), Error> {
             drop(listener);
             let sink = OtlpSink::start(args.addr).await?;
             let stats = tokio::net::TcpListener::bind(args.stats).await?;
+            // OTLP/HTTP: counted, not decoded (an empty 200 answer is a full success).
+            let http = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+            if let Some(addr) = args.http {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                let http = Arc::clone(&http);
+                let accept = move |body: axum::body::Bytes| {
+                    http.0.fetch_add(1, Ordering::Relaxed);
+                    http.1.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    std::future::ready(())
+                };
+                let router = Router::new()
+                    .route("/v1/traces", post(accept.clone()))
+                    .route("/v1/logs", post(accept));
+                tokio::spawn(async move { axum::serve(listener, router).await });
+            }
             let router = Router::new().route(
                 "/stats",
                 get(move || {
                     let received = sink.received();
                     std::future::ready(format!(
-                        "spans {}\nlogs {}\nexports {}\n",
+                        "spans {}\nlogs {}\nexports {}\nhttp_exports {}\nhttp_bytes {}\n",
                         received.spans(),
                         received.logs(),
-                        received.exports()
+                        received.exports(),
+                        http.0.load(Ordering::Relaxed),
+                        http.1.load(Ordering::Relaxed)
                     ))
                 }),
             );
