@@ -127,33 +127,16 @@ impl Prometheus {
 
     /// The state of every active target (`job`, `health`).
     pub async fn targets(&self) -> Vec<(String, String)> {
-        let body: Value = self
-            .client
-            .get(format!("{}/api/v1/targets", self.url))
-            .send()
-            .await
-            .expect("targets API")
-            .json()
-            .await
-            .expect("targets JSON");
-        body["data"]["activeTargets"]
-            .as_array()
-            .map(|targets| {
-                targets
-                    .iter()
-                    .map(|t| {
-                        (
-                            t["labels"]["job"].as_str().unwrap_or_default().to_owned(),
-                            t["health"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.target_field("health").await
     }
 
     /// Every active target's `job` and its last scrape error (empty when the scrape worked).
     pub async fn scrape_errors(&self) -> Vec<(String, String)> {
+        self.target_field("lastError").await
+    }
+
+    /// Every active target's `job` and the string `field` of `/api/v1/targets`.
+    async fn target_field(&self, field: &str) -> Vec<(String, String)> {
         let body: Value = self
             .client
             .get(format!("{}/api/v1/targets", self.url))
@@ -171,7 +154,7 @@ impl Prometheus {
                     .map(|t| {
                         (
                             t["labels"]["job"].as_str().unwrap_or_default().to_owned(),
-                            t["lastError"].as_str().unwrap_or_default().to_owned(),
+                            t[field].as_str().unwrap_or_default().to_owned(),
                         )
                     })
                     .collect()

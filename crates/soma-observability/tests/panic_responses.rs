@@ -3,48 +3,13 @@
 
 mod common;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::Request;
-use axum::routing::get;
 use axum::Router;
-use common::{build, metrics_only, sample};
-
-fn explode() -> &'static str {
-    panic!("boom: the handler exploded")
-}
-
-/// `/panic` panics; `/stream-panic` sends its first chunk, then panics once `go` is notified.
-fn routes_with(go: std::sync::Arc<tokio::sync::Notify>) -> Router {
-    Router::new()
-        .route("/panic", get(|| async { explode() }))
-        .route(
-            "/stream-panic",
-            get(move || async move {
-                let stream = futures_util::stream::unfold(0, move |i| {
-                    let go = go.clone();
-                    async move {
-                        if i > 0 {
-                            go.notified().await;
-                            panic!("boom: the body exploded after {i} chunk");
-                        }
-                        Some((Ok::<_, std::io::Error>(Bytes::from("first chunk")), i + 1))
-                    }
-                });
-                Body::from_stream(stream)
-            }),
-        )
-        .route("/ok", get(|| async { "ok" }))
-}
+use common::{build, metrics_only, panic_routes, sample, serve};
 
 fn routes() -> Router {
-    routes_with(std::sync::Arc::new(tokio::sync::Notify::new()))
-}
-
-async fn serve(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, server)
+    panic_routes(std::sync::Arc::new(tokio::sync::Notify::new()))
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -96,7 +61,7 @@ async fn over_http2_a_panicking_body_resets_its_stream_and_spares_the_connection
 
     let parts = build("h2-panic", metrics_only());
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
-    let (addr, server) = serve(parts.instrument(routes_with(go.clone())).unwrap()).await;
+    let (addr, server) = serve(parts.instrument(panic_routes(go.clone())).unwrap()).await;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))

@@ -10,51 +10,17 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
-use common::{build, hex, otlp_config, sample, string_attr, FakeOtlp};
+use common::{build, hex, otlp_config, panic_routes, sample, serve, string_attr, FakeOtlp};
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 const WAIT: Duration = Duration::from_secs(10);
 const CANCELLED: &str = "request cancelled before a response was produced";
-
-fn explode() -> &'static str {
-    panic!("boom: the handler exploded")
-}
-
-/// The routes; `/stream-panic` sends its first chunk, then panics once `go` is notified.
-fn routes_with(go: std::sync::Arc<tokio::sync::Notify>) -> Router {
-    Router::new()
-        .route("/panic", get(|| async { explode() }))
-        .route(
-            "/stream-panic",
-            get(move || async move {
-                let stream = futures_util::stream::unfold(0, move |i| {
-                    let go = go.clone();
-                    async move {
-                        if i > 0 {
-                            go.notified().await;
-                            panic!("boom: the body exploded after {i} chunk");
-                        }
-                        Some((Ok::<_, std::io::Error>(Bytes::from("first chunk")), i + 1))
-                    }
-                });
-                Body::from_stream(stream)
-            }),
-        )
-        .route("/ok", get(|| async { "ok" }))
-}
-
-async fn serve(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, server)
-}
 
 fn trace_id_of(response: &reqwest::Response) -> String {
     let value = response.headers()["traceresponse"].to_str().unwrap();
@@ -93,7 +59,7 @@ async fn panics_in_a_handler_or_a_body_are_errors_in_every_signal() {
     let parts = build("panics", otlp_config(&otlp, "http/protobuf"));
     let _default = tracing::subscriber::set_default(parts.subscriber());
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
-    let (addr, server) = serve(parts.instrument(routes_with(go.clone())).unwrap()).await;
+    let (addr, server) = serve(parts.instrument(panic_routes(go.clone())).unwrap()).await;
     let client = reqwest::Client::new();
 
     // A panicking handler: a 500, not an empty reply.

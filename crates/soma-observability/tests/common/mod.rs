@@ -128,3 +128,40 @@ pub fn promtool_check_metrics(exposition: &str) -> String {
     );
     text
 }
+
+fn explode() -> &'static str {
+    panic!("boom: the handler exploded")
+}
+
+/// Routes for the panic tests: `/panic` panics in the handler; `/stream-panic` sends its first
+/// chunk, then panics once `go` is notified; `/ok` answers.
+pub fn panic_routes(go: std::sync::Arc<tokio::sync::Notify>) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route("/panic", get(|| async { explode() }))
+        .route(
+            "/stream-panic",
+            get(move || async move {
+                let stream = futures_util::stream::unfold(0, move |i| {
+                    let go = go.clone();
+                    async move {
+                        if i > 0 {
+                            go.notified().await;
+                            panic!("boom: the body exploded after {i} chunk");
+                        }
+                        Some((Ok::<_, std::io::Error>(Bytes::from("first chunk")), i + 1))
+                    }
+                });
+                Body::from_stream(stream)
+            }),
+        )
+        .route("/ok", get(|| async { "ok" }))
+}
+
+/// Serves `app` on a free loopback port; the task runs until the test ends.
+pub async fn serve(app: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, server)
+}
