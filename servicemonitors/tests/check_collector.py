@@ -51,6 +51,20 @@ DISTRIBUTIONS = {
     "opentelemetry-collector-contrib": "otelcol-contrib",
     "opentelemetry-collector": "otelcol",
 }
+# Component types the image ships (the k8s distribution 0.158.0, distributions/otelcol-k8s/
+# manifest.yaml of open-telemetry/opentelemetry-collector-releases): the usual ones, so that a
+# typo in a type (`otlp_grcp/traces`) fails here rather than in a crash-looping pod. The k8s
+# distribution has no prometheusremotewrite exporter (contrib has).
+K8S_DISTRIBUTION_TYPES = {
+    "receivers": {"otlp", "prometheus", "jaeger", "zipkin", "k8s_cluster", "kubeletstats",
+                  "hostmetrics", "file_log", "filelog", "k8sobjects", "k8s_events"},
+    "processors": {"batch", "memory_limiter", "attributes", "resource", "filter", "transform",
+                   "k8s_attributes", "k8sattributes", "probabilistic_sampler", "tail_sampling",
+                   "redaction", "resourcedetection"},
+    "exporters": {"debug", "nop", "otlp_grpc", "otlp", "otlp_http", "otlphttp", "file", "loadbalancing"},
+    "extensions": {"health_check", "pprof", "zpages", "file_storage", "bearertokenauth", "basicauth",
+                   "oauth2client", "headers_setter"},
+}
 TLS_FILE_KEYS = ("cert_file", "key_file", "ca_file", "client_ca_file")
 TLS_ENDPOINT = "https://otel-collector.observability:4317"
 CA_PATH = "/etc/otel-tls/ca.crt"
@@ -237,6 +251,10 @@ def check_config(rep: Report, label: str, values: dict, tls: bool):
                   f"{procs}")
         rep.check("batch" in procs[1:], f"{label}: pipeline {name}: batch after memory_limiter", f"{procs}")
         rep.check("otlp" in (pipe.get("receivers") or []), f"{label}: pipeline {name} receives OTLP")
+    for kind, types in K8S_DISTRIBUTION_TYPES.items():
+        unknown = sorted(n for n in (config.get(kind) or {}) if n.split("/", 1)[0] not in types)
+        rep.check(not unknown, f"{label}: every component type of config.{kind} ships in the k8s distribution",
+                  f"unknown {unknown}")
     unused = set(config.get("receivers") or {}) - used["receivers"]
     rep.check(not unused, f"{label}: every receiver is used by a pipeline (no leftover chart default)",
               f"unused {sorted(unused)}")
