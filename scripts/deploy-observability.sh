@@ -74,16 +74,18 @@ Options:
   --chart-version X    pin the kube-prometheus-stack chart version (default: the newest, or
                        \$KPS_CHART_VERSION); the CRDs this repo is checked against are v0.93
   --collector-chart-version X
-                       the opentelemetry-collector chart version (default ${COLLECTOR_CHART_VERSION_DEFAULT}, the one
-                       deploy/otel-collector-values.yaml is checked against, or \$OTELCOL_CHART_VERSION)
+                       the opentelemetry-collector chart version (default ${COLLECTOR_CHART_VERSION_DEFAULT},
+                       the one deploy/otel-collector-values.yaml is checked against, or
+                       \$OTELCOL_CHART_VERSION)
   --collector-values FILE
                        an extra values file for the collector, applied last (repeatable): where
                        a team points the collector at its trace and log backends, see
                        deploy/otel-collector-backend-values.example.yaml
-  --otlp-tls           OTLP over TLS: the collector serves its certificate from the Secret
-                       ${COLLECTOR_TLS_SECRET} (${OBS_NAMESPACE}), the services send to https:// and trust the CA
-                       of the Secret ${SERVICES_CA_SECRET} (${APP_NAMESPACE}); both must exist (see
-                       ${TLS_DOC})
+  --otlp-tls           OTLP over TLS: the collector serves the certificate of the Secret
+                       ${COLLECTOR_TLS_SECRET} (${OBS_NAMESPACE}); the services send to https://
+                       and trust the CA of the Secret ${SERVICES_CA_SECRET} (${APP_NAMESPACE}).
+                       Both must exist; how to create them: servicemonitors/README.md,
+                       "TLS between the services and the collector"
   -h, --help           show this help
 
 Needs: kubectl and helm on PATH, and a current kubectl context that reaches the cluster.
@@ -294,8 +296,14 @@ apply_manifests() {
 }
 
 print_access() {
-  local scheme=http
+  local scheme=http exporters
   [[ "${OTLP_TLS}" == true ]] && scheme=https
+  if [[ ${#EXTRA_COLLECTOR_VALUES[@]} -gt 0 ]]; then
+    exporters="  Exporters: as set in ${EXTRA_COLLECTOR_VALUES[*]}."
+  else
+    exporters="  Traces and logs go to the debug exporter until you point the collector at your backends:
+  --collector-values FILE (see deploy/otel-collector-backend-values.example.yaml)."
+  fi
   step "Done"
   cat <<EOF
 ${GREEN}Grafana${RESET} (dashboards in the "SomaAgent" folder):
@@ -309,9 +317,8 @@ ${GREEN}Prometheus${RESET} (Status > Targets: one target per pod of the five ser
 
 ${GREEN}OpenTelemetry Collector${RESET} (OTLP ${scheme}://${COLLECTOR_RELEASE}.${OBS_NAMESPACE}:4317 gRPC, :4318 HTTP):
   kubectl get pods,svc -n ${OBS_NAMESPACE} -l app.kubernetes.io/instance=${COLLECTOR_RELEASE}
-  kubectl logs -n ${OBS_NAMESPACE} deploy/${COLLECTOR_RELEASE}   (the debug exporter: one line per batch)
-  Traces and logs go to the debug exporter until you point the collector at your backends:
-  --collector-values FILE (see deploy/otel-collector-backend-values.example.yaml).
+  kubectl logs -n ${OBS_NAMESPACE} deploy/${COLLECTOR_RELEASE}   (errors; the debug exporter's one line per batch)
+${exporters}
 
 Services: kubectl get pods,svc -n ${APP_NAMESPACE}
 The images somaagent/<binary>:latest in deploy/ are placeholders: push real images and set them
