@@ -3,15 +3,20 @@
 #
 #   scripts/check-k8s.sh
 #
-#   1. renders the root kustomization (kubectl kustomize .);
+#   1. renders the root kustomization (kubectl kustomize .) and the OTLP/TLS overlay
+#      (kubectl kustomize overlays/otlp-tls);
 #   2. validates every object, rendered and file by file, against the Prometheus Operator CRD
 #      schemas (servicemonitors/crds, v0.93, made strict) and the Kubernetes schemas, and
 #      cross-checks ServiceMonitors, Services, Deployments, dashboards and rules
-#      (servicemonitors/tests/check_manifests.py);
+#      (servicemonitors/tests/check_manifests.py); then the OpenTelemetry Collector's Helm values,
+#      merged into the chart's defaults, against the chart's values.schema.json (vendored in
+#      deploy/vendor/), the collector configuration for consistency, and the overlay's render
+#      (servicemonitors/tests/check_collector.py);
 #   3. promtool check rules + promtool test rules (servicemonitors/tests/*.test.yaml);
 #   4. shellcheck on the shell scripts under scripts/ and .ci/;
-#   5. scripts/deploy-observability.sh: --dry-run prints the helm and kubectl commands and runs
-#      neither, --help, and clear messages when a prerequisite is missing.
+#   5. scripts/deploy-observability.sh: --dry-run prints the helm and kubectl commands (both
+#      releases, with and without --otlp-tls) and runs neither, --help, clear messages when a
+#      prerequisite or a TLS Secret is missing, and a full run against stub kubectl and helm.
 #
 # Installs what it needs (as root, on a fresh machine): the Debian packages prometheus (for
 # promtool), shellcheck and python3-venv, and the pinned Python packages of
@@ -101,31 +106,57 @@ install_tools() {
 # --- 1-2. render, schemas, cross-checks ----------------------------------------------------------
 
 # shellcheck disable=SC2317 # called through check()
-render() { kubectl kustomize "${ROOT}" >"$1"; }
+render() { kubectl kustomize "$1" >"$2"; }
 
-check_manifests() {
-  local rendered="${WORK}/rendered.yaml"
-  check "CRD schemas found in ${SCHEMAS}" test -f "${SCHEMAS}/monitoring.coreos.com_servicemonitors.yaml"
-  check "kubectl kustomize . renders" render "${rendered}"
-  [[ -s "${rendered}" ]] || return
+# script_const NAME: the value of `readonly NAME=value` in the deploy script (one word).
+script_const() {
+  sed -n "s/^readonly $1=\\([A-Za-z0-9._-]*\\).*/\\1/p" "${ROOT}/scripts/deploy-observability.sh"
+}
 
-  local release version_args=() v out status
-  release="$(sed -n 's/^readonly RELEASE=\([A-Za-z0-9-]*\).*/\1/p' "${ROOT}/scripts/deploy-observability.sh")"
-  check "the deploy script names its Helm release (${release:-none})" test -n "${release}"
-  for v in "${K8S_VERSIONS[@]}"; do version_args+=(--k8s-version "${v}"); done
-  out="$("${VENV}/bin/python" "${ROOT}/servicemonitors/tests/check_manifests.py" \
-    --root "${ROOT}" --schemas "${SCHEMAS}" --rendered "${rendered}" \
-    --release "${release}" "${version_args[@]}" 2>&1)"
+# run_counted NAME CMD...: runs a Python checker that prints ok/not ok lines and adds them up.
+run_counted() {
+  local name="$1" out status n_ok n_bad
+  shift
+  out="$("$@" 2>&1)"
   status=$?
   printf '%s\n' "${out}"
-  local n_ok n_bad
   n_ok="$(grep -c '^ok - ' <<<"${out}")"
   n_bad="$(grep -c '^not ok - ' <<<"${out}")"
   PASSED=$((PASSED + n_ok))
   FAILED=$((FAILED + n_bad))
   if [[ ${status} -ne 0 && ${n_bad} -eq 0 ]]; then
-    fail "check_manifests.py exited ${status}"
+    fail "${name} exited ${status}"
   fi
+}
+
+check_manifests() {
+  local rendered="${WORK}/rendered.yaml" rendered_tls="${WORK}/rendered-otlp-tls.yaml"
+  rm -f "${rendered}" "${rendered_tls}"
+  check "CRD schemas found in ${SCHEMAS}" test -f "${SCHEMAS}/monitoring.coreos.com_servicemonitors.yaml"
+  check "kubectl kustomize . renders" render "${ROOT}" "${rendered}"
+  check "kubectl kustomize overlays/otlp-tls renders" render "${ROOT}/overlays/otlp-tls" "${rendered_tls}"
+  [[ -s "${rendered}" ]] || return
+
+  local release version_args=() v
+  release="$(script_const RELEASE)"
+  check "the deploy script names its Helm release (${release:-none})" test -n "${release}"
+  for v in "${K8S_VERSIONS[@]}"; do version_args+=(--k8s-version "${v}"); done
+  run_counted check_manifests.py "${VENV}/bin/python" "${ROOT}/servicemonitors/tests/check_manifests.py" \
+    --root "${ROOT}" --schemas "${SCHEMAS}" --rendered "${rendered}" \
+    --release "${release}" "${version_args[@]}"
+
+  [[ -s "${rendered_tls}" ]] || return
+  local name
+  for name in COLLECTOR_RELEASE OBS_NAMESPACE COLLECTOR_CHART_VERSION_DEFAULT COLLECTOR_TLS_SECRET SERVICES_CA_SECRET; do
+    check "the deploy script sets ${name} ($(script_const "${name}"))" test -n "$(script_const "${name}")"
+  done
+  run_counted check_collector.py "${VENV}/bin/python" "${ROOT}/servicemonitors/tests/check_collector.py" \
+    --root "${ROOT}" --schemas "${SCHEMAS}" --plain "${rendered}" --tls "${rendered_tls}" \
+    --release "${release}" --collector-release "$(script_const COLLECTOR_RELEASE)" \
+    --collector-namespace "$(script_const OBS_NAMESPACE)" \
+    --chart-version "$(script_const COLLECTOR_CHART_VERSION_DEFAULT)" \
+    --tls-secret "$(script_const COLLECTOR_TLS_SECRET)" --ca-secret "$(script_const SERVICES_CA_SECRET)" \
+    "${version_args[@]}"
 }
 
 # --- 3. promtool ------------------------------------------------------------------------------------
@@ -197,6 +228,8 @@ check_deploy_script() {
     chmod +x "${sandbox}/stubs/${tool}"
   done
   local dry=(env "PATH=${sandbox}/stubs:${PATH}" "KUBECONFIG=${sandbox}/no-kubeconfig" bash "${script}" --dry-run)
+  local collector_version
+  collector_version="$(script_const COLLECTOR_CHART_VERSION_DEFAULT)"
 
   for expected in \
     "+ helm repo add prometheus-community https://prometheus-community.github.io/helm-charts" \
@@ -206,9 +239,38 @@ check_deploy_script() {
     "+ kubectl create namespace soma-agent --dry-run=client -o yaml | kubectl apply -f -" \
     "+ kubectl kustomize ${ROOT} | kubectl apply -f -" \
     "kubectl port-forward -n observability svc/prometheus-grafana 3000:80" \
-    "kubectl port-forward -n observability svc/prometheus-kube-prometheus-prometheus 9090:9090"; do
+    "kubectl port-forward -n observability svc/prometheus-kube-prometheus-prometheus 9090:9090" \
+    "+ helm repo add open-telemetry https://open-telemetry.github.io/opentelemetry-helm-charts" \
+    "+ helm repo update open-telemetry" \
+    "+ helm upgrade --install otel-collector open-telemetry/opentelemetry-collector --namespace observability --version ${collector_version} --values ${ROOT}/deploy/otel-collector-values.yaml --wait --timeout 5m" \
+    "kubectl logs -n observability deploy/otel-collector"; do
     deploy_case "deploy --dry-run prints: ${expected}" 0 "${expected}" "" "${dry[@]}"
   done
+  deploy_case "deploy --dry-run without --otlp-tls: no TLS values, no overlay, no Secret check" 0 \
+    "+ kubectl kustomize ${ROOT} | kubectl apply -f -" "otlp-tls" "${dry[@]}"
+  deploy_case "deploy --dry-run installs the stack before the collector (its ServiceMonitor needs the CRD)" 0 \
+    "prometheus-community/kube-prometheus-stack" "" stack_before_collector "${dry[@]}"
+  for expected in \
+    "+ kubectl get secret otel-collector-tls --namespace observability -o go-template=" \
+    "+ kubectl get secret otel-collector-ca --namespace soma-agent -o go-template=" \
+    "+ helm upgrade --install otel-collector open-telemetry/opentelemetry-collector --namespace observability --version ${collector_version} --values ${ROOT}/deploy/otel-collector-values.yaml --values ${ROOT}/deploy/otel-collector-tls-values.yaml --wait --timeout 5m" \
+    "+ kubectl kustomize ${ROOT}/overlays/otlp-tls | kubectl apply -f -" \
+    "OTLP https://otel-collector.observability:4317"; do
+    deploy_case "deploy --dry-run --otlp-tls prints: ${expected}" 0 "${expected}" \
+      "+ kubectl kustomize ${ROOT} | kubectl apply" "${dry[@]}" --otlp-tls
+  done
+  deploy_case "deploy --collector-values adds a values file last" 0 \
+    "--values ${ROOT}/deploy/otel-collector-tls-values.yaml --values ${ROOT}/deploy/otel-collector-backend-values.example.yaml --wait" "" \
+    "${dry[@]}" --otlp-tls --collector-values "${ROOT}/deploy/otel-collector-backend-values.example.yaml"
+  deploy_case "deploy --collector-values with a missing file stops with a clear message" nonzero \
+    "--collector-values ${sandbox}/no-such-values.yaml: no such file" "+ helm" \
+    "${dry[@]}" --collector-values "${sandbox}/no-such-values.yaml"
+  deploy_case "deploy --collector-chart-version overrides the pinned collector chart" 0 \
+    "open-telemetry/opentelemetry-collector --namespace observability --version 9.8.7 " "" \
+    "${dry[@]}" --collector-chart-version 9.8.7
+  deploy_case "deploy honours \$OTELCOL_CHART_VERSION" 0 \
+    "open-telemetry/opentelemetry-collector --namespace observability --version 9.8.6 " "" \
+    env OTELCOL_CHART_VERSION=9.8.6 "${dry[@]}"
   check "deploy --dry-run runs neither kubectl nor helm" test ! -e "${sandbox}/calls"
   deploy_case "deploy --dry-run --manifests-only skips Helm, still applies the manifests" 0 \
     "+ kubectl kustomize" "+ helm" "${dry[@]}" --manifests-only
@@ -229,6 +291,100 @@ check_deploy_script() {
     "kubectl has no current context" "" "${real[@]}"
   check "deploy stops before any helm call when the cluster is unusable" \
     not_grep '^helm' "${sandbox}/calls"
+
+  check_deploy_tls_secrets "${script}" "${sandbox}"
+}
+
+# A reachable cluster, simulated: kubectl and helm stubs that succeed and record their calls;
+# `kubectl get secret` answers from ${sandbox}/cluster/secrets ("namespace/name key key..." lines)
+# like the API server (NotFound on stderr, exit 1, for a Secret that is not listed).
+write_cluster_stubs() {
+  local dir="$1/cluster"
+  mkdir -p "${dir}/bin"
+  cat >"${dir}/bin/kubectl" <<'EOF'
+#!/bin/sh
+echo "kubectl $*" >>"${STUB_DIR}/calls"
+case "$1 $2" in
+  "config current-context") echo sandbox ;;
+  "version "*) ;;
+  "create namespace") echo "apiVersion: v1" ;;
+  "apply -f") cat >/dev/null ;;
+  "wait --for") ;;
+  "kustomize "*) echo "apiVersion: v1" ;;
+  "get secret")
+    # kubectl get secret NAME --namespace NS -o go-template=...: prints the key names.
+    line="$(grep "^$5/$3 " "${STUB_DIR}/secrets")" || {
+      echo "Error from server (NotFound): secrets \"$3\" not found" >&2
+      exit 1
+    }
+    echo "${line}" | cut -d' ' -f2- | tr ' ' '\n'
+    ;;
+  *) echo "kubectl stub: unexpected call: $*" >&2; exit 1 ;;
+esac
+EOF
+  cat >"${dir}/bin/helm" <<'EOF'
+#!/bin/sh
+echo "helm $*" >>"${STUB_DIR}/calls"
+EOF
+  chmod +x "${dir}/bin/kubectl" "${dir}/bin/helm"
+}
+
+# stack_before_collector CMD...: prints CMD's output if it installs exactly two Helm releases,
+# kube-prometheus-stack first.
+# shellcheck disable=SC2317 # called through deploy_case()
+stack_before_collector() {
+  local out installs
+  out="$("$@")" || return 1
+  installs="$(grep '^+ helm upgrade --install' <<<"${out}")"
+  [[ "$(wc -l <<<"${installs}")" -eq 2 && "$(head -n1 <<<"${installs}")" == *kube-prometheus-stack* ]] || return 1
+  printf '%s\n' "${out}"
+}
+
+# shellcheck disable=SC2317 # called through check()
+grep_calls() { grep -qF -- "$2" "$1/calls"; }
+
+check_deploy_tls_secrets() {
+  local script="$1" sandbox="$2" dir
+  write_cluster_stubs "${sandbox}"
+  dir="${sandbox}/cluster"
+  local real=(env "PATH=${dir}/bin:${PATH}" "STUB_DIR=${dir}" "KUBECONFIG=${sandbox}/no-kubeconfig" bash "${script}")
+
+  : >"${dir}/secrets"
+  rm -f "${dir}/calls"
+  deploy_case "deploy --otlp-tls without the collector's Secret stops, naming it and how to create it" nonzero \
+    "missing Secret otel-collector-tls in namespace observability" "" "${real[@]}" --otlp-tls
+  deploy_case "  ... and the message shows the command that creates it" nonzero \
+    "kubectl create secret tls otel-collector-tls --namespace observability --cert=" "" "${real[@]}" --otlp-tls
+  check "deploy --otlp-tls with a missing Secret calls no helm and applies no manifests" \
+    not_grep -E '^helm|^kubectl kustomize' "${dir}/calls"
+
+  echo "observability/otel-collector-tls tls.crt tls.key" >"${dir}/secrets"
+  deploy_case "deploy --otlp-tls without the services' CA Secret stops, naming it and how to create it" nonzero \
+    "missing Secret otel-collector-ca in namespace soma-agent" "" "${real[@]}" --otlp-tls
+  deploy_case "  ... and the message shows the command that creates it" nonzero \
+    "kubectl create secret generic otel-collector-ca --namespace soma-agent --from-file=ca.crt=" "" \
+    "${real[@]}" --otlp-tls
+  echo "soma-agent/otel-collector-ca ca.pem" >>"${dir}/secrets"
+  deploy_case "deploy --otlp-tls with a CA Secret lacking ca.crt stops with a clear message" nonzero \
+    "Secret otel-collector-ca in namespace soma-agent has no key ca.crt" "" "${real[@]}" --otlp-tls
+  check "deploy --otlp-tls with an incomplete Secret calls no helm and applies no manifests" \
+    not_grep -E '^helm|^kubectl kustomize' "${dir}/calls"
+
+  printf '%s\n' "observability/otel-collector-tls ca.crt tls.crt tls.key" "soma-agent/otel-collector-ca ca.crt" \
+    >"${dir}/secrets"
+  rm -f "${dir}/calls"
+  deploy_case "deploy --otlp-tls with both Secrets runs to the end (stub cluster)" 0 \
+    "Secret soma-agent/otel-collector-ca: ca.crt present" "error:" "${real[@]}" --otlp-tls
+  check "  ... installs the collector with the TLS values" grep_calls "${dir}" \
+    "helm upgrade --install otel-collector open-telemetry/opentelemetry-collector --namespace observability --version $(script_const COLLECTOR_CHART_VERSION_DEFAULT) --values ${ROOT}/deploy/otel-collector-values.yaml --values ${ROOT}/deploy/otel-collector-tls-values.yaml"
+  check "  ... and applies the overlay" grep_calls "${dir}" "kubectl kustomize ${ROOT}/overlays/otlp-tls"
+
+  : >"${dir}/secrets"
+  rm -f "${dir}/calls"
+  deploy_case "deploy without --otlp-tls needs no Secret and runs to the end (stub cluster)" 0 \
+    "==> Done" "error:" "${real[@]}"
+  check "  ... checks no Secret and applies the root kustomization" grep_calls "${dir}" "kubectl kustomize ${ROOT}"
+  check "  ... (no overlay, no get secret)" not_grep -E 'otlp-tls|get secret' "${dir}/calls"
 }
 
 main() {

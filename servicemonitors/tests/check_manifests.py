@@ -68,6 +68,7 @@ SHUTDOWN_DEADLINE_S = 10  # the services' drain + telemetry flush deadline
 LAST_APPLIED_LIMIT = 262144  # bytes: annotations (kubectl.kubernetes.io/last-applied-configuration)
 RUNBOOK_BASE = "https://github.com/somaagent/soma-observability/blob/main/docs/runbooks.md#"
 SEVERITIES = {"critical", "warning"}
+BASES = ("deploy", "servicemonitors", "dashboards")  # the root kustomization's resources
 
 
 class Report:
@@ -636,18 +637,25 @@ def main() -> int:
     rep = Report()
 
     rendered = load_docs(args.rendered)
+    # The root kustomization renders three bases; each lists the manifests of its folder.
     kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
-    resources = kustomization.get("resources", [])
-    files = sorted(root.glob("deploy/*.yaml")) + sorted(root.glob("servicemonitors/*.yaml"))
-    files = [f for f in files if f.name != "kube-prometheus-stack-values.yaml"]
-    for f in files:
-        rel = str(f.relative_to(root))
-        rep.check(rel in resources, f"{rel} is listed in kustomization.yaml")
-    for res in resources:
-        rep.check((root / res).is_file(), f"kustomization resource {res} exists")
-    generated = [f for g in kustomization.get("configMapGenerator", []) for f in g.get("files", [])]
-    rep.check(sorted(generated) == sorted(f"dashboards/{d}" for d in DASHBOARDS),
-              "configMapGenerator covers exactly the four dashboards", f"{generated}")
+    rep.check(kustomization.get("resources") == list(BASES),
+              f"kustomization.yaml renders the bases {', '.join(BASES)}", f"{kustomization.get('resources')}")
+    files = []
+    for base in ("deploy", "servicemonitors"):
+        listed = yaml.safe_load((root / base / "kustomization.yaml").read_text()).get("resources", [])
+        # Not Kubernetes objects: the kustomization itself and the Helm values files.
+        on_disk = [f for f in sorted((root / base).glob("*.yaml"))
+                   if f.name != "kustomization.yaml" and "values" not in f.name]
+        files += on_disk
+        for f in on_disk:
+            rep.check(f.name in listed, f"{f.relative_to(root)} is listed in {base}/kustomization.yaml")
+        for res in listed:
+            rep.check((root / base / res).is_file(), f"{base}/kustomization.yaml resource {res} exists")
+    dash = yaml.safe_load((root / "dashboards" / "kustomization.yaml").read_text())
+    generated = [f for g in dash.get("configMapGenerator", []) for f in g.get("files", [])]
+    rep.check(sorted(generated) == sorted(DASHBOARDS),
+              "dashboards/kustomization.yaml generates exactly the four dashboards", f"{generated}")
 
     schemas = SchemaSet(args.schemas, args.k8s_version)
     check_schemas(rep, schemas, rendered, files, root)
