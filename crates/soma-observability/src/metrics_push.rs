@@ -217,12 +217,12 @@ impl MetricsPush {
         if state.shutdown.is_some() {
             return Ok(());
         }
-        let deadline = Instant::now() + timeout;
-        state.shutdown = Some(
-            deadline
-                .checked_sub(crate::delivery::DEADLINE_MARGIN)
-                .unwrap_or(deadline),
-        );
+        // The thread stops trying a margin before the deadline, and this call stops waiting
+        // half a margin before it, so the guard still has time to report why.
+        let now = Instant::now();
+        let margin = crate::delivery::DEADLINE_MARGIN.min(timeout / 2);
+        state.shutdown = Some(now + timeout - margin);
+        let deadline = now + timeout - margin / 2;
         inner.work.notify_all();
         let never_started = inner
             .pending
