@@ -89,6 +89,9 @@ struct Settings {
     request_timeout: Duration,
 }
 
+/// Starts the push thread, given the shared state and the export counter.
+type StartThread = Box<dyn FnOnce(Arc<Inner>, Counter<u64>) + Send>;
+
 struct Inner {
     reader: ManualReader,
     state: Mutex<State>,
@@ -97,7 +100,7 @@ struct Inner {
     /// Wakes flushers and shutdown: the push thread finished a push.
     progress: Condvar,
     /// The exporter and its runtime, until the thread takes them.
-    pending: Mutex<Option<Box<dyn FnOnce(Arc<Inner>, Counter<u64>) + Send>>>,
+    pending: Mutex<Option<StartThread>>,
     settings: Settings,
 }
 
@@ -128,7 +131,6 @@ impl Inner {
 
     /// Waits on `condvar` until `done` holds or `deadline` passes; `false` on time-out.
     fn wait_until<'a>(
-        &self,
         condvar: &Condvar,
         mut state: MutexGuard<'a, State>,
         deadline: Instant,
@@ -221,8 +223,9 @@ impl MetricsPush {
         // half a margin before it, so the guard still has time to report why.
         let now = Instant::now();
         let margin = crate::delivery::DEADLINE_MARGIN.min(timeout / 2);
-        state.shutdown = Some(now + timeout - margin);
-        let deadline = now + timeout - margin / 2;
+        let end = now + timeout;
+        state.shutdown = Some(end.checked_sub(margin).unwrap_or(end));
+        let deadline = end.checked_sub(margin / 2).unwrap_or(end);
         inner.work.notify_all();
         let never_started = inner
             .pending
@@ -234,7 +237,7 @@ impl MetricsPush {
             return Ok(());
         }
         let (state, done) =
-            inner.wait_until(&inner.progress, state, deadline, |s| s.stopped.is_some());
+            Inner::wait_until(&inner.progress, state, deadline, |s| s.stopped.is_some());
         if done {
             state.stopped.clone().unwrap_or(Ok(()))
         } else {
@@ -257,7 +260,7 @@ impl MetricsPush {
         inner.work.notify_all();
         let timeout = inner.settings.export_timeout + crate::delivery::DEADLINE_MARGIN;
         let (state, done) =
-            inner.wait_until(&inner.progress, state, Instant::now() + timeout, |s| {
+            Inner::wait_until(&inner.progress, state, Instant::now() + timeout, |s| {
                 s.flushes_done >= ticket || s.stopped.is_some()
             });
         match (done, &state.last_error) {
@@ -319,7 +322,7 @@ impl<E: PushMetricExporter> PushThread<E> {
         let mut next = Instant::now() + settings.interval;
         loop {
             let state = inner.lock();
-            let (state, _) = inner.wait_until(&inner.work, state, next, |s| {
+            let (state, _) = Inner::wait_until(&inner.work, state, next, |s| {
                 s.flushes_asked > s.flushes_done || s.shutdown.is_some()
             });
             let ticket = state.flushes_asked;
@@ -394,7 +397,7 @@ fn data_points(rm: &ResourceMetrics) -> usize {
         }
     }
     rm.scope_metrics()
-        .flat_map(|scope| scope.metrics())
+        .flat_map(opentelemetry_sdk::metrics::data::ScopeMetrics::metrics)
         .map(|metric| match metric.data() {
             AggregatedMetrics::F64(data) => points(data),
             AggregatedMetrics::U64(data) => points(data),

@@ -44,6 +44,7 @@ pub(crate) fn count_export(counter: &Counter<u64>, n: usize, result: &OTelSdkRes
 /// `Some(thread name)` to run a gRPC exporter's connection on a one-thread runtime of its own
 /// ([`ExportRuntime`]) or `None` for the caller's runtime. Evaluates to
 /// `Result<(exporter, Option<ExportRuntime>), SetupError>`.
+#[cfg_attr(not(feature = "otlp"), allow(unused_macros))]
 macro_rules! build_exporter {
     ($builder:expr, $otlp:expr, $signal:expr, $runtime:expr) => {{
         let otlp: &$crate::config::OtlpConfig = $otlp;
