@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
@@ -15,6 +15,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -25,6 +31,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
@@ -51,6 +58,9 @@ pub enum Behaviour {
 struct Received {
     traces: Vec<ExportTraceServiceRequest>,
     logs: Vec<ExportLogsServiceRequest>,
+    metrics: Vec<ExportMetricsServiceRequest>,
+    /// Requests that arrived compressed (gzip), any signal.
+    compressed: usize,
     /// Every request body as it arrived (re-encoded for gRPC), to search for secrets.
     raw: Vec<Vec<u8>>,
     attempts: usize,
@@ -84,6 +94,7 @@ impl TraceService for Grpc {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.gate().await.map_err(grpc_status)?;
+        self.0.note_grpc_encoding(&request);
         let request = request.into_inner();
         self.0.store_traces(request);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
@@ -97,9 +108,36 @@ impl LogsService for Grpc {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         self.0.gate().await.map_err(grpc_status)?;
+        self.0.note_grpc_encoding(&request);
         self.0.store_logs(request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.gate().await.map_err(grpc_status)?;
+        self.0.note_grpc_encoding(&request);
+        self.0.store_metrics(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// The request body, gunzipped when it says `Content-Encoding: gzip`; and whether it did.
+fn decode_body(headers: &HeaderMap, body: &Bytes) -> (Vec<u8>, bool) {
+    let gzip = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if !gzip {
+        return (body.to_vec(), false);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).unwrap();
+    (out, true)
 }
 
 fn failure(code: u16) -> axum::response::Response {
@@ -132,9 +170,11 @@ impl FakeOtlp {
         };
         let grpc = Grpc(otlp.clone());
         tokio::spawn(async move {
+            use tonic::codec::CompressionEncoding::Gzip;
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(grpc.clone()))
-                .add_service(LogsServiceServer::new(grpc))
+                .add_service(TraceServiceServer::new(grpc.clone()).accept_compressed(Gzip))
+                .add_service(LogsServiceServer::new(grpc.clone()).accept_compressed(Gzip))
+                .add_service(MetricsServiceServer::new(grpc).accept_compressed(Gzip))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
                     grpc_listener,
                 ))
@@ -147,11 +187,13 @@ impl FakeOtlp {
                 "/v1/traces",
                 axum::routing::post({
                     let otlp = http_state.clone();
-                    move |body: Bytes| async move {
+                    move |headers: HeaderMap, body: Bytes| async move {
                         if let Err(code) = otlp.gate().await {
                             return failure(code);
                         }
-                        let request = ExportTraceServiceRequest::decode(body).unwrap();
+                        let (body, gzip) = decode_body(&headers, &body);
+                        otlp.note_compressed(gzip);
+                        let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
                         otlp.store_traces(request);
                         ExportTraceServiceResponse::default()
                             .encode_to_vec()
@@ -163,13 +205,33 @@ impl FakeOtlp {
                 "/v1/logs",
                 axum::routing::post({
                     let otlp = http_state.clone();
-                    move |body: Bytes| async move {
+                    move |headers: HeaderMap, body: Bytes| async move {
                         if let Err(code) = otlp.gate().await {
                             return failure(code);
                         }
-                        let request = ExportLogsServiceRequest::decode(body).unwrap();
+                        let (body, gzip) = decode_body(&headers, &body);
+                        otlp.note_compressed(gzip);
+                        let request = ExportLogsServiceRequest::decode(&body[..]).unwrap();
                         otlp.store_logs(request);
                         ExportLogsServiceResponse::default()
+                            .encode_to_vec()
+                            .into_response()
+                    }
+                }),
+            )
+            .route(
+                "/v1/metrics",
+                axum::routing::post({
+                    let otlp = http_state.clone();
+                    move |headers: HeaderMap, body: Bytes| async move {
+                        if let Err(code) = otlp.gate().await {
+                            return failure(code);
+                        }
+                        let (body, gzip) = decode_body(&headers, &body);
+                        otlp.note_compressed(gzip);
+                        let request = ExportMetricsServiceRequest::decode(&body[..]).unwrap();
+                        otlp.store_metrics(request);
+                        ExportMetricsServiceResponse::default()
                             .encode_to_vec()
                             .into_response()
                     }
@@ -221,6 +283,92 @@ impl FakeOtlp {
         let mut received = self.received.lock().unwrap();
         received.raw.push(request.encode_to_vec());
         received.logs.push(request);
+    }
+
+    fn store_metrics(&self, request: ExportMetricsServiceRequest) {
+        let mut received = self.received.lock().unwrap();
+        received.raw.push(request.encode_to_vec());
+        received.metrics.push(request);
+    }
+
+    fn note_compressed(&self, compressed: bool) {
+        if compressed {
+            self.received.lock().unwrap().compressed += 1;
+        }
+    }
+
+    fn note_grpc_encoding<T>(&self, request: &tonic::Request<T>) {
+        self.note_compressed(
+            request
+                .metadata()
+                .get("grpc-encoding")
+                .is_some_and(|v| v.as_bytes() == b"gzip"),
+        );
+    }
+
+    /// How many export requests (any signal) were stored.
+    pub fn requests(&self) -> usize {
+        self.received.lock().unwrap().raw.len()
+    }
+
+    /// How many export requests (any signal) arrived gzip-compressed.
+    pub fn compressed_requests(&self) -> usize {
+        self.received.lock().unwrap().compressed
+    }
+
+    /// Every metrics export received so far, in arrival order: each one's metrics (over all
+    /// its resources and scopes).
+    pub fn metric_exports(&self) -> Vec<Vec<Metric>> {
+        let received = self.received.lock().unwrap();
+        received
+            .metrics
+            .iter()
+            .map(|request| {
+                request
+                    .resource_metrics
+                    .iter()
+                    .flat_map(|rm| &rm.scope_metrics)
+                    .flat_map(|sm| sm.metrics.clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The `service.name` of every metrics export's resources.
+    pub fn metric_services(&self) -> Vec<String> {
+        let received = self.received.lock().unwrap();
+        received
+            .metrics
+            .iter()
+            .flat_map(|request| &request.resource_metrics)
+            .filter_map(|rm| string_attr(&rm.resource.as_ref()?.attributes, "service.name"))
+            .collect()
+    }
+
+    /// Polls until `predicate` holds for the metrics exports received, or panics after
+    /// `timeout`.
+    pub async fn wait_for_metrics(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&[Vec<Metric>]) -> bool,
+    ) -> Vec<Vec<Metric>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let exports = self.metric_exports();
+            if predicate(&exports) {
+                return exports;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for metrics; got {} exports: {:?}",
+                exports.len(),
+                exports
+                    .iter()
+                    .map(|e| e.iter().map(|m| m.name.clone()).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {

@@ -271,7 +271,13 @@ impl ObservabilityBuilder {
             config.trusted_proto_header = header;
         }
         let resource = resource(&self.service_name, &config);
-        let mut metrics = crate::metrics::build(resource.clone(), self.histogram_buckets);
+        let push = crate::metrics_push::build(&config)?;
+        let mut metrics = crate::metrics::build(
+            resource.clone(),
+            self.histogram_buckets,
+            config.metrics_enabled,
+            push.as_ref().map(crate::metrics_push::MetricsPush::reader),
+        );
         metrics.exposition.exemplars = Arc::new(crate::exemplars::ExemplarStore::new(
             self.exemplar_filter.unwrap_or(config.exemplar_filter),
         ));
@@ -283,6 +289,9 @@ impl ObservabilityBuilder {
             Arc::clone(&metrics.exposition.exemplars),
         )
         .meter(SCOPE);
+        if let Some(push) = &push {
+            push.start(&meter);
+        }
         let losses = Arc::default();
         let tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
         let logger_provider = crate::logs::build(&config, resource, &meter, &losses)?;
@@ -302,7 +311,7 @@ impl ObservabilityBuilder {
         )?);
         let layer = HttpTelemetryLayer::new(Shared {
             metrics: config
-                .metrics_enabled
+                .metrics_recorded()
                 .then(|| crate::http::HttpInstruments::new(&meter)),
             tracing,
             excluded_paths: self.excluded_paths,
@@ -326,6 +335,7 @@ impl ObservabilityBuilder {
             shutdown_timeout: self.shutdown_timeout,
             headers,
             losses,
+            push,
         })
     }
 
@@ -363,6 +373,8 @@ pub struct ObservabilityParts {
     pub(crate) headers: Arc<crate::http::headers::HeaderCaptures>,
     /// What the span and log processors could not deliver at shutdown, for the guard.
     pub(crate) losses: std::sync::Arc<crate::delivery::Losses>,
+    /// The OTLP metrics push, for the guard's final push.
+    pub(crate) push: Option<crate::metrics_push::MetricsPush>,
 }
 
 impl ObservabilityParts {
@@ -505,6 +517,7 @@ impl ObservabilityParts {
             self.losses,
             self.shutdown_timeout,
         )
+        .with_metrics_push(self.push)
     }
 }
 

@@ -20,12 +20,16 @@
 //! | `OTEL_SDK_DISABLED` | `true` turns off traces and logs export and span creation (metrics stay) | `false` | error |
 //! | `OTEL_TRACES_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
 //! | `OTEL_LOGS_EXPORTER` | `otlp`, `console` (stdout) or `none` | `otlp` (`none` without the `otlp` feature) | error; `otlp` without the feature too |
-//! | `OTEL_METRICS_EXPORTER` | `prometheus` (the `/metrics` endpoint) or `none` | `prometheus` | error |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; `/v1/traces`, `/v1/logs` are appended for HTTP | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) | error |
-//! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT` | full URL for one signal, used as is | from the generic endpoint | error |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` (feature `grpc`) or `http/protobuf` | `http/protobuf` | error; `grpc` without the feature too |
-//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
-//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS}_TIMEOUT` | export timeout in milliseconds (> 0) | `10000` | error |
+//! | `OTEL_METRICS_EXPORTER` | `prometheus` (the `/metrics` endpoint), `otlp` (push, no `/metrics`), `prometheus,otlp` (both) or `none` (see [OTLP metrics push](#otlp-metrics-push)) | `prometheus` | error; `otlp` without the feature too |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between two metric pushes (> 0) | `60000` | error |
+//! | `OTEL_METRIC_EXPORT_TIMEOUT` | longest one metric push may take, retries included, in milliseconds (> 0) | `30000` | error |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative`, `delta` or `lowmemory` (case-insensitive) | `cumulative` | error |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; `/v1/traces`, `/v1/logs`, `/v1/metrics` are appended for HTTP | `http://localhost:4318` (HTTP), `http://localhost:4317` (gRPC) | error |
+//! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT` | full URL for one signal, used as is | from the generic endpoint | error |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS,METRICS}_PROTOCOL` | `grpc` (feature `grpc`) or `http/protobuf` | `http/protobuf` | error; `grpc` without the feature too |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS,METRICS}_TIMEOUT` | timeout of one export request in milliseconds (> 0) | `10000` | error |
+//! | `OTEL_EXPORTER_OTLP_COMPRESSION`, `..._{TRACES,LOGS,METRICS}_COMPRESSION` | `gzip` or `none` (case-insensitive) | `none` | error |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
 //! | `OTEL_TRACES_SAMPLER_ARG` | ratio in `[0, 1]` for the `*traceidratio` samplers | `1.0` | error |
 //! | `OTEL_PROPAGATORS` | comma list of `tracecontext`, `baggage`, `none` | `tracecontext,baggage` | error |
@@ -42,6 +46,42 @@
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
 //! | `SOMA_RUNTIME_METRICS` | `false` leaves out the tokio runtime metrics (`tokio_runtime_*`, see [`runtime`](crate::runtime)) | `true` | error |
 //! | `SOMA_TRUSTED_PROTO_HEADER` | the header your reverse proxy sets to the client's scheme, trusted for `url.scheme`: `x-forwarded-proto`, `forwarded` (its `proto=`) or `none`. Set it only when every request comes through that proxy and the proxy overwrites (or appends to) the header | `none`: `url.scheme` is the listener's (`http`, or `https` with [`with_tls_listener`](crate::ObservabilityBuilder::with_tls_listener)); the request line never decides | error |
+//!
+//! # OTLP metrics push
+//!
+//! `OTEL_METRICS_EXPORTER=otlp` pushes metrics to a collector instead of serving `/metrics`;
+//! `prometheus,otlp` does both; `prometheus` (the default) only serves `/metrics`; `none` does
+//! neither (the HTTP layer then records no metrics). With `otlp` alone `/metrics` is not
+//! mounted (a request for it gets the application's 404) and no Prometheus reader is attached to
+//! the meter provider.
+//!
+//! **What is pushed:** every instrument of the meter provider: the HTTP server instruments
+//! (`http.server.request.duration`, active requests, body sizes), [`HttpClient`](crate::HttpClient)'s,
+//! the crate's own `otel.sdk.*` export counters, and every instrument made with
+//! [`get_meter`](crate::get_meter) or [`ObservabilityParts::meter`](crate::ObservabilityParts::meter)
+//! (in their OpenTelemetry form: dotted names, units, histograms with their bucket boundaries).
+//! **What is not pushed:** the process metrics (`process_*`), the tokio runtime metrics
+//! (`tokio_runtime_*`), `target_info` as a series (the resource travels with every push
+//! instead), collectors registered in [`ObservabilityParts::registry`](crate::ObservabilityParts::registry)
+//! and exemplars: they are written at scrape time by `/metrics` and are not SDK instruments.
+//!
+//! **When:** every `OTEL_METRIC_EXPORT_INTERVAL` (default 60 s) from a thread of its own
+//! (requests only record into the SDK's in-memory aggregates), and once more when
+//! [`ObservabilityGuard::shutdown`](crate::ObservabilityGuard::shutdown) runs, after traces and
+//! logs, within the same deadline. One push may take at most `OTEL_METRIC_EXPORT_TIMEOUT`
+//! (default 30 s, the exporter's retries included) and never longer than what is left of the
+//! shutdown deadline; a push still running then is abandoned.
+//!
+//! **Temporality** (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, see
+//! [`MetricsTemporality`]): `cumulative` pushes totals since start (a failed push loses no
+//! counts, the next one carries them); `delta` pushes what happened in the interval (a failed
+//! push loses that interval's points); `lowmemory` is delta for counters and histograms.
+//!
+//! **Failures** are counted on `/metrics` (and in the next successful push) as
+//! `otel_sdk_exporter_metric_data_point_exported_total{error_type="export_failed"}` (per data
+//! point; without `error_type` on success), and warned about on stdout (rate-limited). Nothing
+//! is queued between pushes: memory stays the aggregates' (bounded by the SDK's cardinality
+//! limit of 2 000 attribute sets per instrument), whatever the collector does.
 
 pub use crate::exemplars::ExemplarFilter;
 use std::collections::BTreeMap;
@@ -61,6 +101,29 @@ pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 pub const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
 /// `OTEL_METRICS_EXPORTER`.
 pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// `OTEL_METRIC_EXPORT_INTERVAL`.
+pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// `OTEL_METRIC_EXPORT_TIMEOUT`.
+pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
+pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+/// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_METRICS_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
+/// `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_LOGS_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_METRICS_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
@@ -155,6 +218,33 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
+/// How OTLP export requests are compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Sent as is.
+    #[default]
+    None,
+    /// gzip (`Content-Encoding: gzip` over HTTP, `grpc-encoding: gzip` over gRPC).
+    Gzip,
+}
+
+/// Which aggregation temporality pushed metrics use
+/// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, as the OTLP exporter specification
+/// defines the three choices). `/metrics` is always cumulative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricsTemporality {
+    /// Every push carries the totals since the start.
+    #[default]
+    Cumulative,
+    /// Counters, histograms and gauges carry what happened since the previous push;
+    /// up-down counters stay cumulative.
+    Delta,
+    /// Counters and histograms are delta, everything else cumulative.
+    LowMemory,
+}
+
 /// How stdout logs are formatted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -216,7 +306,7 @@ pub enum ProtoHeader {
     Forwarded,
 }
 
-/// Where and how one signal (traces or logs) is exported over OTLP.
+/// Where and how one signal (traces, logs or pushed metrics) is exported over OTLP.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpConfig {
     /// The exporter for this signal.
@@ -227,13 +317,17 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// Headers (gRPC metadata) sent with every export.
     pub headers: BTreeMap<String, String>,
-    /// How long one export may take.
+    /// How long one export request may take.
     pub timeout: Duration,
-    /// Batch processor: how often a batch is sent.
+    /// How export requests are compressed.
+    pub compression: Compression,
+    /// Batch processor: how often a batch is sent. For metrics: the export interval
+    /// (`OTEL_METRIC_EXPORT_INTERVAL`).
     pub schedule_delay: Duration,
-    /// Batch processor: how many items may wait; more are dropped (and counted).
+    /// Batch processor: how many items may wait; more are dropped (and counted). Not used by
+    /// metrics.
     pub max_queue_size: usize,
-    /// Batch processor: how many items one export carries.
+    /// Batch processor: how many items one export carries. Not used by metrics.
     pub max_export_batch_size: usize,
 }
 
@@ -250,12 +344,21 @@ pub struct ObservabilityConfig {
     pub resource_attributes: BTreeMap<String, String>,
     /// `OTEL_SDK_DISABLED`: no spans are created and nothing is exported over OTLP.
     pub sdk_disabled: bool,
-    /// Whether `/metrics` is served.
+    /// Whether `/metrics` is served (`OTEL_METRICS_EXPORTER` names `prometheus`).
     pub metrics_enabled: bool,
     /// Trace export.
     pub traces: OtlpConfig,
     /// Log export.
     pub logs: OtlpConfig,
+    /// Metrics push over OTLP (`OTEL_METRICS_EXPORTER` names `otlp`): exporter
+    /// [`ExporterKind::Otlp`] pushes, [`ExporterKind::None`] does not (`console` is not
+    /// supported for metrics). See [OTLP metrics push](self#otlp-metrics-push).
+    pub metrics: OtlpConfig,
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: the temporality of pushed metrics.
+    pub metrics_temporality: MetricsTemporality,
+    /// `OTEL_METRIC_EXPORT_TIMEOUT`: the longest one metric push may take, the exporter's
+    /// retries included; a push still running then is abandoned and counted as failed.
+    pub metric_export_timeout: Duration,
     /// The sampler for new traces.
     pub sampler: Sampler,
     /// The propagators for incoming and outgoing requests.
@@ -290,6 +393,10 @@ const DEFAULT_MAX_QUEUE_SIZE: usize = 16_384;
 const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 1_024;
 /// Default export timeout (the OpenTelemetry specification's).
 const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default metric export interval (the OpenTelemetry specification's).
+const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default bound on one metric push (the OpenTelemetry specification's).
+const DEFAULT_METRIC_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `tracing` filter: the application at info, the SDK's own chatter at warn.
 const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn";
 /// Default limit for string attributes taken from requests.
@@ -328,13 +435,13 @@ impl ObservabilityConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let sdk_disabled = env.parse(OTEL_SDK_DISABLED, "true or false", parse_bool)?;
-        let metrics_enabled = env
-            .parse(OTEL_METRICS_EXPORTER, "prometheus or none", |v| match v {
-                "prometheus" => Some(true),
-                "none" => Some(false),
-                _ => None,
-            })?
-            .unwrap_or(true);
+        let (metrics_enabled, metrics_pushed) = env
+            .parse(
+                OTEL_METRICS_EXPORTER,
+                "prometheus, otlp, prometheus,otlp or none",
+                parse_metrics_exporters,
+            )?
+            .unwrap_or((true, false));
         let generic_endpoint = env.parse(
             OTEL_EXPORTER_OTLP_ENDPOINT,
             "an http:// or https:// URL",
@@ -355,45 +462,96 @@ impl ObservabilityConfig {
             "a positive number of milliseconds",
             parse_positive_millis,
         )?;
+        let generic_compression = env.parse(
+            OTEL_EXPORTER_OTLP_COMPRESSION,
+            "gzip or none",
+            parse_compression,
+        )?;
         let generic = Generic {
             endpoint: generic_endpoint.as_deref(),
             protocol: generic_protocol,
             headers: generic_headers.as_ref(),
             timeout: generic_timeout,
+            compression: generic_compression,
         };
         let mut traces = env.otlp(
             &generic,
+            env.exporter(OTEL_TRACES_EXPORTER)?,
             &SignalVars {
-                exporter: OTEL_TRACES_EXPORTER,
                 endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
                 protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+                compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
                 schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
-                max_queue_size: OTEL_BSP_MAX_QUEUE_SIZE,
-                max_export_batch_size: OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+                default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
+                max_queue_size: Some(OTEL_BSP_MAX_QUEUE_SIZE),
+                max_export_batch_size: Some(OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
                 http_path: "/v1/traces",
             },
         )?;
         let mut logs = env.otlp(
             &generic,
+            env.exporter(OTEL_LOGS_EXPORTER)?,
             &SignalVars {
-                exporter: OTEL_LOGS_EXPORTER,
                 endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
                 protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+                compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
                 schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
-                max_queue_size: OTEL_BLRP_MAX_QUEUE_SIZE,
-                max_export_batch_size: OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+                default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
+                max_queue_size: Some(OTEL_BLRP_MAX_QUEUE_SIZE),
+                max_export_batch_size: Some(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE),
                 http_path: "/v1/logs",
             },
         )?;
+        let mut metrics = env.otlp(
+            &generic,
+            if metrics_pushed {
+                ExporterKind::Otlp
+            } else {
+                ExporterKind::None
+            },
+            &SignalVars {
+                endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+                protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+                headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+                timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+                compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+                schedule_delay: OTEL_METRIC_EXPORT_INTERVAL,
+                default_schedule_delay: DEFAULT_METRIC_EXPORT_INTERVAL,
+                max_queue_size: None,
+                max_export_batch_size: None,
+                http_path: "/v1/metrics",
+            },
+        )?;
+        let metrics_temporality = env
+            .parse(
+                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                "cumulative, delta or lowmemory",
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "cumulative" => Some(MetricsTemporality::Cumulative),
+                    "delta" => Some(MetricsTemporality::Delta),
+                    "lowmemory" => Some(MetricsTemporality::LowMemory),
+                    _ => None,
+                },
+            )?
+            .unwrap_or_default();
+        let metric_export_timeout = env
+            .parse(
+                OTEL_METRIC_EXPORT_TIMEOUT,
+                "a positive number of milliseconds",
+                parse_positive_millis,
+            )?
+            .unwrap_or(DEFAULT_METRIC_EXPORT_TIMEOUT);
         if sdk_disabled != Some(true) {
             // What this build was compiled without is an error, never ignored.
             crate::features::resolve_env(&mut traces, crate::Signal::Traces, |var| env.get(var))?;
             crate::features::resolve_env(&mut logs, crate::Signal::Logs, |var| env.get(var))?;
         }
+        // Metrics are not turned off by OTEL_SDK_DISABLED (they never were): check them always.
+        crate::features::resolve_env(&mut metrics, crate::Signal::Metrics, |var| env.get(var))?;
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
             resource_attributes: env
@@ -407,6 +565,9 @@ impl ObservabilityConfig {
             metrics_enabled,
             traces,
             logs,
+            metrics,
+            metrics_temporality,
+            metric_export_timeout,
             sampler: env.sampler()?,
             propagators: env
                 .parse(
@@ -487,6 +648,16 @@ impl ObservabilityConfig {
     pub(crate) fn logs_exported(&self) -> bool {
         !self.sdk_disabled && self.logs.exporter != ExporterKind::None
     }
+
+    /// Whether metrics are pushed over OTLP.
+    pub(crate) fn metrics_pushed(&self) -> bool {
+        self.metrics.exporter == ExporterKind::Otlp
+    }
+
+    /// Whether the HTTP layer records metrics at all: for `/metrics`, for the push, or both.
+    pub(crate) fn metrics_recorded(&self) -> bool {
+        self.metrics_enabled || self.metrics_pushed()
+    }
 }
 
 /// The generic `OTEL_EXPORTER_OTLP_*` values, which the per-signal ones override.
@@ -495,18 +666,20 @@ struct Generic<'a> {
     protocol: Option<Protocol>,
     headers: Option<&'a BTreeMap<String, String>>,
     timeout: Option<Duration>,
+    compression: Option<Compression>,
 }
 
-/// The variable names of one signal.
+/// The variable names of one signal (metrics have no queue).
 struct SignalVars {
-    exporter: &'static str,
     endpoint: &'static str,
     protocol: &'static str,
     headers: &'static str,
     timeout: &'static str,
+    compression: &'static str,
     schedule_delay: &'static str,
-    max_queue_size: &'static str,
-    max_export_batch_size: &'static str,
+    default_schedule_delay: Duration,
+    max_queue_size: Option<&'static str>,
+    max_export_batch_size: Option<&'static str>,
     http_path: &'static str,
 }
 
@@ -555,15 +728,24 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         })
     }
 
-    fn otlp(&self, generic: &Generic<'_>, vars: &SignalVars) -> Result<OtlpConfig, ConfigError> {
-        let exporter = self
-            .parse(vars.exporter, "otlp, console or none", |v| match v {
+    /// `OTEL_TRACES_EXPORTER` or `OTEL_LOGS_EXPORTER`.
+    fn exporter(&self, var: &'static str) -> Result<ExporterKind, ConfigError> {
+        Ok(self
+            .parse(var, "otlp, console or none", |v| match v {
                 "otlp" => Some(ExporterKind::Otlp),
                 "console" => Some(ExporterKind::Console),
                 "none" => Some(ExporterKind::None),
                 _ => None,
             })?
-            .unwrap_or(ExporterKind::Otlp);
+            .unwrap_or(ExporterKind::Otlp))
+    }
+
+    fn otlp(
+        &self,
+        generic: &Generic<'_>,
+        exporter: ExporterKind,
+        vars: &SignalVars,
+    ) -> Result<OtlpConfig, ConfigError> {
         let protocol = self
             .parse(vars.protocol, "grpc or http/protobuf", parse_protocol)?
             .or(generic.protocol)
@@ -598,30 +780,38 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             )?
             .or(generic.timeout)
             .unwrap_or(DEFAULT_EXPORT_TIMEOUT);
+        let compression = self
+            .parse(vars.compression, "gzip or none", parse_compression)?
+            .or(generic.compression)
+            .unwrap_or_default();
         let schedule_delay = self
             .parse(
                 vars.schedule_delay,
                 "a positive number of milliseconds (0 would make the export thread spin)",
                 parse_positive_millis,
             )?
-            .unwrap_or(DEFAULT_SCHEDULE_DELAY);
-        let max_queue_size = self
-            .parse(
-                vars.max_queue_size,
-                "a positive whole number (0 would drop everything)",
-                parse_positive,
-            )?
+            .unwrap_or(vars.default_schedule_delay);
+        let max_queue_size = vars
+            .max_queue_size
+            .map(|var| {
+                self.parse(
+                    var,
+                    "a positive whole number (0 would drop everything)",
+                    parse_positive,
+                )
+            })
+            .transpose()?
+            .flatten()
             .unwrap_or(DEFAULT_MAX_QUEUE_SIZE);
-        let mut max_export_batch_size = self
-            .parse(
-                vars.max_export_batch_size,
-                "a positive whole number",
-                parse_positive,
-            )?
+        let mut max_export_batch_size = vars
+            .max_export_batch_size
+            .map(|var| self.parse(var, "a positive whole number", parse_positive))
+            .transpose()?
+            .flatten()
             .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE);
         if max_export_batch_size > max_queue_size {
             tracing::warn!(
-                variable = vars.max_export_batch_size,
+                variable = vars.max_export_batch_size.unwrap_or_default(),
                 batch = max_export_batch_size,
                 queue = max_queue_size,
                 "export batch size is larger than the queue; clamped to the queue size"
@@ -634,6 +824,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             endpoint,
             headers,
             timeout,
+            compression,
             schedule_delay,
             max_queue_size,
             max_export_batch_size,
@@ -684,6 +875,32 @@ fn parse_protocol(value: &str) -> Option<Protocol> {
         "http/protobuf" => Some(Protocol::HttpProtobuf),
         _ => None,
     }
+}
+
+fn parse_compression(value: &str) -> Option<Compression> {
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" => Some(Compression::Gzip),
+        "none" => Some(Compression::None),
+        _ => None,
+    }
+}
+
+/// `OTEL_METRICS_EXPORTER`: a comma-separated list of `prometheus` and `otlp`, or `none` alone;
+/// returns whether `/metrics` is served and whether metrics are pushed.
+fn parse_metrics_exporters(value: &str) -> Option<(bool, bool)> {
+    let (mut prometheus, mut otlp) = (false, false);
+    let names: Vec<&str> = value.split(',').map(str::trim).collect();
+    if names == ["none"] {
+        return Some((false, false));
+    }
+    for name in names {
+        match name {
+            "prometheus" => prometheus = true,
+            "otlp" => otlp = true,
+            _ => return None,
+        }
+    }
+    Some((prometheus, otlp))
 }
 
 fn parse_endpoint(value: &str) -> Option<String> {
@@ -877,7 +1094,23 @@ mod tests {
             ("OTEL_TRACES_SAMPLER_ARG", "1.5", "between 0 and 1"),
             ("OTEL_TRACES_EXPORTER", "jaeger", "otlp, console or none"),
             ("OTEL_LOGS_EXPORTER", "loki", "otlp, console or none"),
-            ("OTEL_METRICS_EXPORTER", "otlp", "prometheus or none"),
+            (
+                "OTEL_METRICS_EXPORTER",
+                "console",
+                "prometheus, otlp, prometheus,otlp or none",
+            ),
+            ("OTEL_METRICS_EXPORTER", "none,otlp", "prometheus, otlp"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "0", "positive"),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", "soon", "positive"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "sometimes",
+                "cumulative, delta or lowmemory",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip or none"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "br", "gzip or none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "0", "positive"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector", "URL"),
             (
                 "OTEL_PROPAGATORS",
                 "tracecontext,b3",
@@ -924,6 +1157,93 @@ mod tests {
             );
             assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_exporters_choose_scrape_push_or_both() {
+        for (value, scraped, pushed) in [
+            ("prometheus", true, false),
+            ("otlp", false, true),
+            ("prometheus,otlp", true, true),
+            ("otlp, prometheus", true, true),
+            ("none", false, false),
+        ] {
+            if pushed && !crate::features::OTLP {
+                continue; // an error without the feature (see features.rs)
+            }
+            let c = config(&[("OTEL_METRICS_EXPORTER", value)]).unwrap();
+            assert_eq!(c.metrics_enabled, scraped, "{value}");
+            assert_eq!(c.metrics_pushed(), pushed, "{value}");
+            assert_eq!(c.metrics_recorded(), scraped || pushed, "{value}");
+        }
+        let c = config(&[]).unwrap();
+        assert!(c.metrics_enabled && !c.metrics_pushed());
+        assert_eq!(c.metrics.exporter, ExporterKind::None);
+    }
+
+    #[test]
+    fn metrics_push_defaults_follow_the_specification() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.metrics.endpoint, "http://localhost:4318/v1/metrics");
+        assert_eq!(c.metrics.schedule_delay, Duration::from_secs(60));
+        assert_eq!(c.metric_export_timeout, Duration::from_secs(30));
+        assert_eq!(c.metrics.timeout, Duration::from_secs(10));
+        assert_eq!(c.metrics_temporality, MetricsTemporality::Cumulative);
+        assert_eq!(c.metrics.compression, Compression::None);
+        // The span processor's delay is not the metrics interval.
+        assert_eq!(c.traces.schedule_delay, DEFAULT_SCHEDULE_DELAY);
+    }
+
+    #[test]
+    #[cfg(feature = "otlp")] // without it, OTLP settings are errors (see features.rs)
+    fn metrics_push_variables_are_read_signal_first() {
+        let c = config(&[
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "m=2"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "1500"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", "4000"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta"),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics.exporter, ExporterKind::Otlp);
+        assert_eq!(c.metrics.endpoint, "http://collector:4318/v1/metrics");
+        assert_eq!(c.metrics.headers.get("m").unwrap(), "2");
+        assert!(!c.metrics.headers.contains_key("a"));
+        assert_eq!(c.traces.headers.get("a").unwrap(), "1");
+        assert_eq!(c.metrics.timeout, Duration::from_millis(1500));
+        assert_eq!(c.metrics.schedule_delay, Duration::from_millis(250));
+        assert_eq!(c.metric_export_timeout, Duration::from_secs(4));
+        assert_eq!(c.metrics_temporality, MetricsTemporality::Delta);
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "LOWMEMORY",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics.endpoint, "http://m:9/custom");
+        assert_eq!(c.metrics_temporality, MetricsTemporality::LowMemory);
+    }
+
+    #[test]
+    fn compression_is_read_for_every_signal_signal_first() {
+        let c = config(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP")]).unwrap();
+        assert_eq!(c.traces.compression, Compression::Gzip);
+        assert_eq!(c.logs.compression, Compression::Gzip);
+        assert_eq!(c.metrics.compression, Compression::Gzip);
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.traces.compression, Compression::None);
+        assert_eq!(c.logs.compression, Compression::Gzip);
+        assert_eq!(c.metrics.compression, Compression::None);
     }
 
     #[test]

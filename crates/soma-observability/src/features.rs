@@ -11,8 +11,10 @@
 use crate::config::{
     ExporterKind, OtlpConfig, Protocol, OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_LOGS_EXPORTER, OTEL_TRACES_EXPORTER,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER,
+    OTEL_TRACES_EXPORTER,
 };
 use crate::error::{ConfigError, Signal};
 
@@ -34,6 +36,11 @@ fn vars(signal: Signal) -> Vars {
             exporter: OTEL_LOGS_EXPORTER,
             endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
             protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+        },
+        Signal::Metrics => Vars {
+            exporter: OTEL_METRICS_EXPORTER,
+            endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+            protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
         },
         _ => Vars {
             exporter: OTEL_TRACES_EXPORTER,
@@ -107,6 +114,7 @@ pub(crate) fn disabled(var: &'static str, value: String, feature: &'static str) 
 pub(crate) fn otlp_disabled(signal: Signal) -> ConfigError {
     let var = match signal {
         Signal::Logs => "ObservabilityConfig::logs.exporter",
+        Signal::Metrics => "ObservabilityConfig::metrics.exporter",
         _ => "ObservabilityConfig::traces.exporter",
     };
     disabled(var, "otlp".to_owned(), "otlp")
@@ -117,6 +125,7 @@ pub(crate) fn otlp_disabled(signal: Signal) -> ConfigError {
 pub(crate) fn grpc_disabled(signal: Signal) -> ConfigError {
     let var = match signal {
         Signal::Logs => "ObservabilityConfig::logs.protocol",
+        Signal::Metrics => "ObservabilityConfig::metrics.protocol",
         _ => "ObservabilityConfig::traces.protocol",
     };
     disabled(var, "grpc".to_owned(), "grpc")
@@ -163,6 +172,7 @@ mod tests {
             endpoint: String::new(),
             headers: std::collections::BTreeMap::new(),
             timeout: std::time::Duration::from_secs(1),
+            compression: crate::config::Compression::None,
             schedule_delay: std::time::Duration::from_secs(1),
             max_queue_size: 1,
             max_export_batch_size: 1,
@@ -290,6 +300,44 @@ mod tests {
                 assert_eq!(config.logs.exporter, ExporterKind::None);
             }
         }
+    }
+
+    /// Metrics push needs `otlp` (and `grpc` for gRPC) like the other signals.
+    #[test]
+    fn this_build_rejects_a_metrics_push_it_cannot_do() {
+        let parse = |vars: &'static [(&'static str, &'static str)]| {
+            ObservabilityConfig::from_lookup(env(vars))
+        };
+        let otlp = parse(&[("OTEL_METRICS_EXPORTER", "prometheus,otlp")]);
+        let grpc = parse(&[
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+        ]);
+        if OTLP {
+            assert_eq!(otlp.unwrap().metrics.exporter, ExporterKind::Otlp);
+        } else {
+            assert_eq!(
+                otlp.unwrap_err(),
+                disabled(OTEL_METRICS_EXPORTER, "prometheus,otlp".to_owned(), "otlp")
+            );
+        }
+        match (OTLP, GRPC) {
+            (true, true) => assert_eq!(grpc.unwrap().metrics.protocol, Protocol::Grpc),
+            (true, false) => assert_eq!(
+                grpc.unwrap_err(),
+                disabled(
+                    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+                    "grpc".to_owned(),
+                    "grpc"
+                )
+            ),
+            (false, _) => assert_eq!(
+                grpc.unwrap_err(),
+                disabled(OTEL_METRICS_EXPORTER, "otlp".to_owned(), "otlp")
+            ),
+        }
+        // Without a push, metrics settings ask for nothing.
+        assert_eq!(parse(&[]).unwrap().metrics.exporter, ExporterKind::None);
     }
 
     /// Configuration set in code cannot get around the check: `build` fails the same way.

@@ -34,6 +34,8 @@ struct Providers {
     logger: Option<SdkLoggerProvider>,
     /// What the span and log processors could not deliver during shutdown.
     losses: Arc<Losses>,
+    /// The OTLP metrics push, whose final push runs within the deadline.
+    push: Option<crate::metrics_push::MetricsPush>,
 }
 
 impl std::fmt::Debug for ObservabilityGuard {
@@ -59,9 +61,21 @@ impl ObservabilityGuard {
                 tracer,
                 logger,
                 losses,
+                push: None,
             }),
             timeout,
         }
+    }
+
+    /// Makes `push`'s final push part of the shutdown.
+    pub(crate) fn with_metrics_push(
+        mut self,
+        push: Option<crate::metrics_push::MetricsPush>,
+    ) -> Self {
+        if let Some(providers) = &mut self.providers {
+            providers.push = push;
+        }
+        self
     }
 
     /// Flushes and shuts down traces, logs and metrics, in that order, within the deadline.
@@ -152,6 +166,13 @@ fn shutdown_blocking(providers: &Providers, timeout: Duration) -> Result<(), Shu
     }
     if let Some(Err(err)) = logs.filter(|_| losses.log_records() == 0) {
         errors.push(format!("logs: {err}"));
+    }
+    // The final metric push, after traces and logs (it carries their export counts), with
+    // what is left of the deadline (the meter provider's own shutdown always allows 5 s).
+    if let Some(push) = &providers.push {
+        if let Err(err) = push.shutdown(remaining()) {
+            errors.push(format!("metrics: {err}"));
+        }
     }
     if let Err(err) = providers.meter.shutdown_with_timeout(remaining()) {
         errors.push(format!("metrics: {err}"));

@@ -71,6 +71,7 @@
 //! | `otel_sdk_exporter_span_exported_total` | counter | `error_type` when the export failed |
 //! | `otel_sdk_span_dropped_total` | counter | spans dropped because the export queue was full |
 //! | `otel_sdk_exporter_log_exported_total`, `otel_sdk_log_dropped_total` | counters | the same for OTLP log records |
+//! | `otel_sdk_exporter_metric_data_point_exported_total` | counter | `error_type` when an OTLP metrics push failed ([`config`](config#otlp-metrics-push)) |
 //! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
 //! | `tokio_runtime_workers`, `tokio_runtime_alive_tasks`, `tokio_runtime_global_queue_depth` | gauges | none ([`runtime`]) |
 //! | `tokio_runtime_worker_busy_seconds_total`, `tokio_runtime_worker_parks_total` | counters | `tokio_worker` ([`runtime`]) |
@@ -82,7 +83,8 @@
 //!
 //! See [`config`] for the full table: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_SDK_DISABLED`, `OTEL_{TRACES,LOGS,METRICS}_EXPORTER`, `OTEL_EXPORTER_OTLP_*`,
-//! `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_PROPAGATORS`, `OTEL_BSP_*`, `OTEL_BLRP_*`,
+//! `OTEL_METRIC_EXPORT_{INTERVAL,TIMEOUT}`, `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_PROPAGATORS`,
+//! `OTEL_BSP_*`, `OTEL_BLRP_*`,
 //! `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_METRICS_EXEMPLAR_FILTER`, `RUST_LOG` and
 //! `SOMA_LOG_FORMAT`. Invalid values are
 //! errors that name the variable, the value and what is accepted. Code beats the environment.
@@ -106,7 +108,7 @@
 //!
 //! | Feature | Default | What it adds | Crates it pulls in |
 //! |---|---|---|---|
-//! | `otlp` | yes | OTLP export of traces and logs over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` |
+//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` |
 //! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic`, `h2`, `tower`'s balancing stack |
 //! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
 //!
@@ -153,7 +155,9 @@ pub mod http;
 mod install;
 mod logs;
 mod metrics;
+mod metrics_push;
 mod openmetrics;
+mod otlp;
 mod process;
 pub mod propagation;
 pub mod runtime;

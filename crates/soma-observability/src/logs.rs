@@ -18,23 +18,18 @@
 //! OpenTelemetry crates and of this crate (a collector that is down fails every batch) are
 //! printed at most once per [`SDK_LOG_INTERVAL`] per call site.
 
-// Without `otlp` the OTLP log processor below is compiled but never built (nor, without
-// `grpc`, the gRPC metadata helper).
+// Without `otlp` the OTLP log processor below is compiled but never built.
 #![cfg_attr(not(feature = "grpc"), allow(dead_code, unused_imports))]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use opentelemetry::logs::Severity;
 use opentelemetry::metrics::{Counter, Meter};
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-#[cfg(feature = "grpc")]
-use opentelemetry_otlp::WithTonicConfig;
-#[cfg(feature = "otlp")]
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{
     BatchConfigBuilder, BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord,
@@ -48,9 +43,9 @@ use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
-use crate::config::{ExporterKind, LogFormat, ObservabilityConfig, Protocol};
+use crate::config::{ExporterKind, LogFormat, ObservabilityConfig};
 use crate::delivery::Losses;
-use crate::error::{ConfigError, SetupError, Signal};
+use crate::error::{SetupError, Signal};
 
 /// The crates of the OTLP exporters' own stack (HTTP and gRPC clients), by the name their
 /// `tracing` targets start with: their events and spans never reach the OTLP pipelines.
@@ -106,30 +101,13 @@ fn build_otlp(
     meter: &Meter,
     losses: &Arc<Losses>,
 ) -> Result<Option<SdkLoggerProvider>, SetupError> {
-    crate::traces::require_runtime_for_grpc(otlp, Signal::Logs)?;
-    let builder = opentelemetry_otlp::LogExporter::builder();
-    let exporter = match otlp.protocol {
-        #[cfg(not(feature = "grpc"))]
-        Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Logs).into()),
-        #[cfg(feature = "grpc")]
-        Protocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.clone())
-            .with_timeout(otlp.timeout)
-            .with_metadata(metadata(&otlp.headers)?)
-            .build(),
-        Protocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(otlp.endpoint.clone())
-            .with_timeout(otlp.timeout)
-            .with_headers(otlp.headers.clone().into_iter().collect())
-            .build(),
-    }
-    .map_err(|source| SetupError::Exporter {
-        signal: Signal::Logs,
-        source,
-    })?;
+    // The connection runs on the caller's runtime (`None`), as it always has for logs.
+    let (exporter, _no_runtime) = crate::otlp::build_exporter!(
+        opentelemetry_otlp::LogExporter::builder(),
+        otlp,
+        Signal::Logs,
+        None
+    )?;
     Ok(Some(
         SdkLoggerProvider::builder()
             .with_resource(resource)
@@ -329,9 +307,7 @@ impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
         // After shutdown gave up waiting, its report already counted these records.
         let abandoned = state.abandoned;
         drop(state);
-        let failed = [KeyValue::new("error.type", "export_failed")];
-        self.exported
-            .add(n as u64, if result.is_ok() { &[] } else { &failed });
+        crate::otlp::count_export(&self.exported, n, &result);
         if let Some(why) = failure.filter(|_| !abandoned) {
             // On the SDK's export thread, where telemetry is suppressed: printed (rate-limited,
             // as the span export's warning), never exported.
@@ -408,25 +384,6 @@ impl<E> CountingLogExporter<E> {
             "{n} log records dropped: the collector is down and the shutdown deadline is near"
         )))
     }
-}
-
-/// OTLP headers as gRPC metadata.
-#[cfg(feature = "grpc")]
-pub(crate) fn metadata(
-    headers: &BTreeMap<String, String>,
-) -> Result<tonic::metadata::MetadataMap, ConfigError> {
-    let mut map = tonic::metadata::MetadataMap::new();
-    for (key, value) in headers {
-        let invalid = || ConfigError::InvalidValue {
-            setting: "OTLP headers",
-            reason: format!("{key:?} is not a valid gRPC metadata key/value pair"),
-        };
-        let key = tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
-            .map_err(|_| invalid())?;
-        let value = value.parse().map_err(|_| invalid())?;
-        map.insert(key, value);
-    }
-    Ok(map)
 }
 
 /// The `tracing` subscriber: stdout, spans to OpenTelemetry, events to OTLP logs.

@@ -1,7 +1,8 @@
 //! The meter provider and the Prometheus registry behind `/metrics`.
 //!
 //! Every instrument created through the provider (the HTTP instruments and anything made with
-//! [`get_meter`](crate::get_meter)) is read by one reader that `/metrics` collects, next to the
+//! [`get_meter`](crate::get_meter)) is read by one reader that `/metrics` collects (and, when
+//! metrics are pushed over OTLP, by the push's reader too: see `metrics_push`), next to the
 //! process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //! `process_open_fds`, `process_start_time_seconds`, ...) and `target_info`, which carries the
 //! service's resource.
@@ -79,19 +80,30 @@ pub(crate) struct MetricsPipeline {
     pub(crate) exposition: crate::endpoint::Exposition,
 }
 
-/// Builds the meter provider with its reader and the bucket view. Touches no global state.
+/// Builds the meter provider with its readers and the bucket view. Touches no global state.
+///
+/// `/metrics`' reader is registered unless `scraped` is false and metrics are pushed (only
+/// `OTEL_METRICS_EXPORTER=otlp`: no measurement is aggregated twice for nothing); `push`, the
+/// OTLP push's reader, aggregates separately, with its own temporality.
 pub(crate) fn build(
     resource: Resource,
     custom_buckets: HashMap<String, Vec<f64>>,
+    scraped: bool,
+    push: Option<crate::metrics_push::PushReader>,
 ) -> MetricsPipeline {
     let registry = prometheus::Registry::new();
     let reader = Arc::new(opentelemetry_sdk::metrics::ManualReader::builder().build());
     let custom_buckets = Arc::new(custom_buckets);
-    let provider = SdkMeterProvider::builder()
+    let mut builder = SdkMeterProvider::builder()
         .with_resource(resource)
-        .with_reader(crate::exposition::SharedReader(Arc::clone(&reader)))
-        .with_view(move |instrument: &Instrument| bucket_view(instrument, &custom_buckets))
-        .build();
+        .with_view(move |instrument: &Instrument| bucket_view(instrument, &custom_buckets));
+    if scraped || push.is_none() {
+        builder = builder.with_reader(crate::exposition::SharedReader(Arc::clone(&reader)));
+    }
+    if let Some(push) = push {
+        builder = builder.with_reader(push);
+    }
+    let provider = builder.build();
     MetricsPipeline {
         provider,
         exposition: crate::endpoint::Exposition::new(registry, reader),

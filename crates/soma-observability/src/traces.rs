@@ -26,22 +26,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::{Counter, Meter};
-use opentelemetry::{Context, KeyValue};
-#[cfg(feature = "grpc")]
-use opentelemetry_otlp::WithTonicConfig;
-#[cfg(feature = "otlp")]
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     Sampler as SdkSampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 
-use crate::config::{
-    ExporterKind, ObservabilityConfig, OtlpConfig, ParentBasedRoot, Protocol, Sampler,
-};
+use crate::config::{ExporterKind, ObservabilityConfig, OtlpConfig, ParentBasedRoot, Sampler};
 use crate::delivery::{self, Losses};
 use crate::error::{SetupError, Signal};
+use crate::otlp::ExportRuntime;
 
 /// Builds the tracer provider, or `None` when traces are disabled.
 pub(crate) fn build(
@@ -90,101 +85,18 @@ fn sampler(sampler: Sampler) -> SdkSampler {
     }
 }
 
-/// Fails early, with a clear error, where the gRPC exporter would panic without a runtime.
-pub(crate) fn require_runtime_for_grpc(
-    otlp: &OtlpConfig,
-    signal: Signal,
-) -> Result<(), SetupError> {
-    if crate::features::GRPC
-        && otlp.exporter == ExporterKind::Otlp
-        && otlp.protocol == Protocol::Grpc
-        && tokio::runtime::Handle::try_current().is_err()
-    {
-        return Err(SetupError::NoRuntime { signal });
-    }
-    Ok(())
-}
-
-/// The OTLP span exporter, and for gRPC the runtime its connection runs on.
-///
-/// The gRPC exporter's connection (tonic's buffer worker and the HTTP/2 connection task) runs on
-/// a one-thread runtime of its own rather than on the application's: on a busy server the
-/// application's runtime has hundreds of request tasks ready, every hop of an export waited
-/// behind them, and exports slowed until the queue overflowed (at 1 000 connections on two
-/// cores, 8 000 spans/s were exported and 80 % were dropped). On its own thread the export gets
-/// its fair share of the CPU from the operating system instead.
+/// The OTLP span exporter, and for gRPC the runtime its connection runs on (see
+/// [`ExportRuntime`]).
 #[cfg(feature = "otlp")]
 fn otlp_exporter(
     otlp: &OtlpConfig,
 ) -> Result<(opentelemetry_otlp::SpanExporter, Option<ExportRuntime>), SetupError> {
-    require_runtime_for_grpc(otlp, Signal::Traces)?;
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let (built, runtime) = match otlp.protocol {
-        #[cfg(not(feature = "grpc"))]
-        Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Traces).into()),
-        #[cfg(feature = "grpc")]
-        Protocol::Grpc => {
-            let runtime = ExportRuntime::new();
-            let _entered = runtime.as_ref().map(ExportRuntime::enter);
-            let built = builder
-                .with_tonic()
-                .with_endpoint(otlp.endpoint.clone())
-                .with_timeout(otlp.timeout)
-                .with_metadata(crate::logs::metadata(&otlp.headers)?)
-                .build();
-            (built, runtime)
-        }
-        Protocol::HttpProtobuf => (
-            builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(otlp.endpoint.clone())
-                .with_timeout(otlp.timeout)
-                .with_headers(otlp.headers.clone().into_iter().collect())
-                .build(),
-            None,
-        ),
-    };
-    let exporter = built.map_err(|source| SetupError::Exporter {
-        signal: Signal::Traces,
-        source,
-    })?;
-    Ok((exporter, runtime))
-}
-
-/// A one-worker tokio runtime for the gRPC span exporter's connection (see [`otlp_exporter`]);
-/// shut down in the background when the exporter goes away, from whatever thread that is.
-#[derive(Debug)]
-struct ExportRuntime(Option<tokio::runtime::Runtime>);
-
-impl ExportRuntime {
-    /// `None` (the exporter then uses the caller's runtime) if the thread cannot be started.
-    fn new() -> Option<Self> {
-        match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("otel-trace-export")
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => Some(Self(Some(runtime))),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot start the trace export thread; exporting from the application's runtime");
-                None
-            }
-        }
-    }
-
-    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
-        self.0.as_ref().map(tokio::runtime::Runtime::enter)
-    }
-}
-
-impl Drop for ExportRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
+    crate::otlp::build_exporter!(
+        opentelemetry_otlp::SpanExporter::builder(),
+        otlp,
+        Signal::Traces,
+        Some("otel-trace-export")
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -667,10 +579,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
         let result = self.inner.export(batch).await;
-        let failed = [KeyValue::new("error.type", "export_failed")];
-        self.counters
-            .exported
-            .add(n as u64, if result.is_ok() { &[] } else { &failed });
+        crate::otlp::count_export(&self.counters.exported, n, &result);
         result
     }
 
