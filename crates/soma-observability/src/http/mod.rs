@@ -76,20 +76,28 @@
 //! [`setup_observability`](crate::setup_observability) does both. Paths in the excluded list
 //! (by default `/metrics`, `/healthz`, `/readyz`) are neither measured nor traced.
 
-mod attributes;
-mod body;
-mod future;
-pub mod headers;
-mod layer;
-mod series;
-mod state;
+// One concept per file; no two files import each other (see the crate docs' module list).
+mod attributes; // bounded attribute values of a request: method, scheme, version, `url.query`
+mod body; // ResponseBody: counts bytes, records when the body ends or is dropped
+mod future; // ResponseFuture: notes the status, catches a panicking handler
+mod hasher; // FastHasher: the hasher of the maps whose keys clients cannot choose
+pub mod headers; // HeaderCapture: which headers become span attributes
+mod instruments; // HttpInstruments: the server instruments and their bound series
+mod layer; // HttpTelemetryLayer and the HttpTelemetry service
+mod panic; // what a panicking handler or body reports
+mod routes; // Route, RouteInterner: one shared entry per route template
+mod series; // Series: one bound series of the request histograms
+mod shared; // Shared, HttpTracing: what every request of one layer shares
+mod state; // RequestState: one request, recorded once when dropped; its server span
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use headers::HeaderCapture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
+pub(crate) use attributes::SchemeRule;
 #[cfg(feature = "client")] // used by HttpClient only
 pub(crate) use attributes::{method as method_attribute, redact_query};
-pub(crate) use attributes::{RouteInterner, SchemeRule};
-pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};
+pub(crate) use instruments::HttpInstruments;
+pub(crate) use routes::RouteInterner;
+pub(crate) use shared::{HttpTracing, Shared};
