@@ -360,6 +360,7 @@ pub struct ObservabilityParts {
     pub(crate) propagator: TextMapCompositePropagator,
     pub(crate) shutdown_timeout: Duration,
     /// The captured headers; `install` makes the client lists [`HttpClient`](crate::HttpClient)'s default.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) headers: Arc<crate::http::headers::HeaderCaptures>,
     /// What the span and log processors could not deliver at shutdown, for the guard.
     pub(crate) losses: std::sync::Arc<crate::delivery::Losses>,

@@ -8,7 +8,7 @@
 //! `http.response.status_code` and, on failure, `error.type`. Service-to-service calls made with
 //! it form one trace.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use opentelemetry::global::{self, BoxedSpan};
@@ -56,7 +56,7 @@ impl HttpClient {
         Self {
             inner: client,
             duration,
-            headers: crate::http::headers::client_default(),
+            headers: installed_headers(),
         }
     }
 
@@ -185,6 +185,30 @@ impl HttpClient {
         span.end();
         result
     }
+}
+
+/// The client lists [`install`](crate::ObservabilityBuilder::install) configured, for
+/// [`HttpClient::new`], with the attribute length limit.
+static INSTALLED_HEADERS: RwLock<Option<(Arc<HeaderCaptures>, usize)>> = RwLock::new(None);
+
+/// Makes `captures` (and the length `limit`) the lists of every [`HttpClient::new`] from now on.
+pub(crate) fn install_headers(captures: Arc<HeaderCaptures>, limit: usize) {
+    *INSTALLED_HEADERS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = Some((captures, limit));
+}
+
+fn installed_headers() -> (Arc<HeaderCaptures>, usize) {
+    INSTALLED_HEADERS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .unwrap_or_else(|| {
+            (
+                Arc::default(),
+                crate::config::DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+            )
+        })
 }
 
 /// `url.full`: the URL without credentials or fragment, with sensitive query values redacted

@@ -42,7 +42,8 @@ where
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    crate::http::headers::set_client_default(
+    #[cfg(feature = "client")]
+    crate::client::install_headers(
         std::sync::Arc::clone(&parts.headers),
         parts.config.attribute_value_length_limit,
     );
