@@ -353,7 +353,7 @@ impl ObservabilityBuilder {
 pub struct ObservabilityParts {
     pub(crate) config: ObservabilityConfig,
     layer: HttpTelemetryLayer,
-    exposition: crate::endpoint::Exposition,
+    exposition: crate::scrape::Exposition,
     pub(crate) meter_provider: SdkMeterProvider,
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
@@ -392,7 +392,7 @@ impl ObservabilityParts {
     ///
     /// If a metric family cannot be encoded.
     pub fn render_metrics(&self) -> Result<String, prometheus::Error> {
-        crate::endpoint::render(&self.exposition)
+        crate::scrape::render(&self.exposition)
     }
 
     /// A meter whose instruments land in this part's `/metrics`, with the same default seconds

@@ -157,6 +157,7 @@ mod openmetrics;
 mod process;
 pub mod propagation;
 pub mod runtime;
+mod scrape;
 mod serve;
 mod traces;
 

@@ -76,7 +76,7 @@ pub(crate) fn validate_buckets(setting: &'static str, buckets: &[f64]) -> Result
 /// registry.
 pub(crate) struct MetricsPipeline {
     pub(crate) provider: SdkMeterProvider,
-    pub(crate) exposition: crate::endpoint::Exposition,
+    pub(crate) exposition: crate::scrape::Exposition,
 }
 
 /// Builds the meter provider with its reader and the bucket view. Touches no global state.
@@ -94,7 +94,7 @@ pub(crate) fn build(
         .build();
     MetricsPipeline {
         provider,
-        exposition: crate::endpoint::Exposition::new(registry, reader),
+        exposition: crate::scrape::Exposition::new(registry, reader),
     }
 }
 
