@@ -19,10 +19,10 @@ use opentelemetry_http::HeaderInjector;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::metric::HTTP_CLIENT_REQUEST_DURATION;
 
-use crate::builder::SCOPE;
 use crate::error::ConfigError;
 use crate::http::headers::HeaderCaptures;
 use crate::http::{method_attribute, redact_query, HeaderCapture};
+use crate::SCOPE;
 
 /// A `reqwest` client that propagates trace context and records client metrics.
 ///

@@ -154,6 +154,7 @@ mod install;
 mod logs;
 mod metrics;
 mod openmetrics;
+mod parts;
 mod process;
 pub mod propagation;
 pub mod runtime;
@@ -162,8 +163,7 @@ mod serve;
 mod traces;
 
 pub use builder::{
-    Observability, ObservabilityBuilder, ObservabilityParts, DEFAULT_EXCLUDED_PATHS,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    Observability, ObservabilityBuilder, DEFAULT_EXCLUDED_PATHS, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[cfg(feature = "client")]
 pub use client::HttpClient;
@@ -172,6 +172,7 @@ pub use endpoint::METRICS_PATH;
 pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
+pub use parts::ObservabilityParts;
 pub use serve::shutdown_signal;
 
 /// The OpenTelemetry API this crate is built on (0.33), re-exported so that your instruments,
@@ -195,6 +196,9 @@ pub use opentelemetry;
 pub use tracing;
 
 use axum::Router;
+
+/// The instrumentation scope of everything this crate records itself.
+pub(crate) const SCOPE: &str = "soma-observability";
 
 /// Sets up metrics, traces and logs for `service_name` and instruments `router`: the one line
 /// every service adds to `main`.

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
 use super::attributes::SchemeRule;
@@ -10,6 +9,7 @@ use super::headers::HeaderCaptures;
 use super::instruments::HttpInstruments;
 use super::routes::RouteInterner;
 use crate::config::Sampler;
+use crate::propagation::SharedPropagator;
 
 /// What every request of one layer shares.
 pub(crate) struct Shared {
@@ -30,7 +30,7 @@ pub(crate) struct Shared {
 /// How the layer traces: the tracer, the propagator of incoming contexts, the sampler.
 pub(crate) struct HttpTracing {
     pub(crate) tracer: SdkTracer,
-    pub(crate) propagator: TextMapCompositePropagator,
+    pub(crate) propagator: SharedPropagator,
     /// The configured sampler: only to guess its decision (see `state::likely_sampled`).
     pub(crate) sampler: Sampler,
 }
