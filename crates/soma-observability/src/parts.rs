@@ -128,6 +128,25 @@ impl ObservabilityParts {
         )
     }
 
+    /// An [`HttpClient`](crate::HttpClient) that records into these parts, with no global
+    /// state: its `http.client.request.duration` lands in this `/metrics`, its spans go to
+    /// [`tracer_provider`](Self::tracer_provider), it injects the context with the configured
+    /// propagator and captures the configured client header lists. Use it on the
+    /// [`build`](crate::ObservabilityBuilder::build) path, where
+    /// [`HttpClient::new`](crate::HttpClient::new) (which uses the globals) records nothing.
+    #[cfg(feature = "client")]
+    pub fn http_client(&self, client: reqwest::Client) -> crate::HttpClient {
+        crate::HttpClient::with_telemetry(
+            client,
+            &self.meter(crate::SCOPE),
+            self.client_headers.clone(),
+            self.tracer_provider.as_ref().map(|provider| {
+                opentelemetry::trace::TracerProvider::tracer(provider, crate::SCOPE)
+            }),
+            self.propagator.clone(),
+        )
+    }
+
     /// Wraps `router` in the HTTP layer and mounts `/metrics` (not measured).
     ///
     /// # Errors
