@@ -156,7 +156,7 @@ mod metrics;
 mod openmetrics;
 mod parts;
 mod process;
-pub mod propagation;
+mod propagation;
 pub mod runtime;
 mod scrape;
 mod serve;

@@ -19,7 +19,7 @@ use crate::config::Propagator;
 
 /// The longest `tracestate` kept (the W3C limit: 32 members of at most 256 bytes, 512 bytes
 /// recommended for propagation).
-pub const MAX_TRACESTATE_LEN: usize = 512;
+pub(crate) const MAX_TRACESTATE_LEN: usize = 512;
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -27,7 +27,7 @@ const TRACESTATE: &str = "tracestate";
 /// W3C Trace Context with strict parsing (see the module docs); a drop-in replacement for the
 /// SDK's `TraceContextPropagator`.
 #[derive(Debug, Default)]
-pub struct StrictTraceContext {
+pub(crate) struct StrictTraceContext {
     inner: TraceContextPropagator,
 }
 

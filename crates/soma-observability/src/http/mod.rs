@@ -27,9 +27,13 @@
 //!
 //! When tracing is enabled each request gets a `SERVER` span named `{method} {route}` (`{method}`
 //! when no route matched, `HTTP` for `_OTHER` methods), a child of the caller's context when the
-//! request carries a valid `traceparent`. Handler code runs inside that context, so its `tracing`
-//! spans and logs join the trace. The response carries a `traceresponse` header
-//! (`00-{trace_id}-{span_id}-{flags}`) so the caller can find the trace. Header values are never
+//! request carries a valid `traceparent`. `traceparent` is checked strictly against W3C Trace
+//! Context (the SDK alone accepts some forms it says to ignore, such as a short span id): an
+//! invalid one is ignored, `tracestate` with it, and the request starts a fresh trace; a
+//! `tracestate` over 512 bytes is dropped; `baggage` is bounded by the SDK (180 members, 8192
+//! bytes). Handler code runs inside that context, so its `tracing` spans and logs join the
+//! trace. The response carries a `traceresponse` header (`00-{trace_id}-{span_id}-{flags}`) so
+//! the caller can find the trace. Header values are never
 //! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
 //! sensitive query parameters are redacted in `url.query`.
 //! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
