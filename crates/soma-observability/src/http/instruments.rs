@@ -15,8 +15,9 @@ use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::metric as semconv_metric;
 
-use super::attributes::{Labels, METHODS, SCHEMES};
+use super::attributes::{Labels, METHODS};
 use super::routes::Route;
+use super::scheme::SCHEMES;
 use super::series::{attributes, Series};
 use crate::metrics::BYTES_BUCKETS;
 

@@ -81,7 +81,7 @@
 //! (by default `/metrics`, `/healthz`, `/readyz`) are neither measured nor traced.
 
 // One concept per file; no two files import each other (see the crate docs' module list).
-mod attributes; // bounded attribute values of a request: method, scheme, version, `url.query`
+mod attributes; // bounded attribute values of a request: method, version, `url.query`, Labels
 mod body; // ResponseBody: counts bytes, records when the body ends or is dropped
 mod future; // ResponseFuture: notes the status, catches a panicking handler
 mod hasher; // FastHasher: the hasher of the maps whose keys clients cannot choose
@@ -90,6 +90,7 @@ mod instruments; // HttpInstruments: the server instruments and their bound seri
 mod layer; // HttpTelemetryLayer and the HttpTelemetry service
 mod panic; // what a panicking handler or body reports
 mod routes; // Route, RouteInterner: one shared entry per route template
+mod scheme; // SchemeRule: `url.scheme` from the listener or a trusted proxy header
 mod series; // Series: one bound series of the request histograms
 mod shared; // Shared, HttpTracing: what every request of one layer shares
 mod state; // RequestState: one request, recorded once when dropped; its server span
@@ -99,9 +100,9 @@ pub use future::ResponseFuture;
 pub use headers::HeaderCapture;
 pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
-pub(crate) use attributes::SchemeRule;
 #[cfg(feature = "client")] // used by HttpClient only
 pub(crate) use attributes::{method as method_attribute, redact_query};
 pub(crate) use instruments::HttpInstruments;
 pub(crate) use routes::RouteInterner;
+pub(crate) use scheme::SchemeRule;
 pub(crate) use shared::{HttpTracing, Shared};

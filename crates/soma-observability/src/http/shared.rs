@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use opentelemetry_sdk::trace::SdkTracer;
 
-use super::attributes::SchemeRule;
 use super::headers::HeaderCaptures;
 use super::instruments::HttpInstruments;
 use super::routes::RouteInterner;
+use super::scheme::SchemeRule;
 use crate::config::Sampler;
 use crate::propagation::SharedPropagator;
 
