@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use axum::routing::get;
-use axum::Router;
 use common::FakeOtlp;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -18,9 +17,7 @@ use soma_observability::opentelemetry::trace::{Span as _, Tracer as _};
 async fn a_client_from_the_parts_records_without_globals() {
     let otlp = FakeOtlp::start().await;
     let parts = common::build("caller", common::otlp_config(&otlp, "http/protobuf"));
-    let callee = parts
-        .instrument(Router::new().route("/v1/evaluate", get(|| async { "allow" })))
-        .unwrap();
+    let callee = common::one_route(&parts, "/v1/evaluate", get(|| async { "allow" }));
     let (addr, _server) = common::serve(callee).await;
 
     let client = parts.http_client(reqwest::Client::new());
