@@ -93,6 +93,15 @@ def latency_panel(title, description, bucket_metric, *matchers, by=(), qs=(0.95,
     )
 
 
+def process_panel(title, description, expr, unit, thresholds=None, *, custom=None):
+    """A timeseries of one series per service process (`{{job}} {{instance}}`), from 0, a third
+    of a row wide."""
+    return panel(
+        "timeseries", title, description, targets((expr, "{{job}} {{instance}}")),
+        unit, thresholds or steps("green"), custom=custom, extra_defaults={"min": 0}, w=8,
+    )
+
+
 def steps(base, *pairs):
     """Absolute thresholds: a base colour, then (value, colour) pairs."""
     out = [{"color": base, "value": None}]
@@ -427,66 +436,57 @@ def overview():
             ),
         ],
         [
-            panel(
-                "timeseries", "Process CPU",
+            process_panel(
+                "Process CPU",
                 "CPU time used per second by each service process "
                 "(`rate(process_cpu_seconds_total)`); 100 % is one full core.",
-                targets(("sum by (job, instance) (%s)" % rate("process_cpu_seconds_total", NS_JOB),
-                         "{{job}} {{instance}}")),
-                "percentunit", steps("green"), extra_defaults={"min": 0}, w=8,
+                "sum by (job, instance) (%s)" % rate("process_cpu_seconds_total", NS_JOB),
+                "percentunit",
             ),
-            panel(
-                "timeseries", "Process memory (RSS)",
+            process_panel(
+                "Process memory (RSS)",
                 "Resident memory of each service process (`process_resident_memory_bytes`).",
-                targets(("sum by (job, instance) (%s)" % sel("process_resident_memory_bytes", NS_JOB),
-                         "{{job}} {{instance}}")),
-                "bytes", steps("green"), extra_defaults={"min": 0}, w=8,
+                "sum by (job, instance) (%s)" % sel("process_resident_memory_bytes", NS_JOB),
+                "bytes",
             ),
-            panel(
-                "timeseries", "Open file descriptors (share of limit)",
+            process_panel(
+                "Open file descriptors (share of limit)",
                 "`process_open_fds / process_max_fds` per process; close to 100 % the process "
                 "cannot accept connections.",
-                targets(("max by (job, instance) (%s / %s)" % (
+                "max by (job, instance) (%s / %s)" % (
                     sel("process_open_fds", NS_JOB), sel("process_max_fds", NS_JOB)),
-                    "{{job}} {{instance}}")),
                 "percentunit", steps("green", (0.8, "red")),
-                custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
-                w=8,
+                custom={"thresholdsStyle": {"mode": "dashed"}},
             ),
         ],
         [
-            panel(
-                "timeseries", "Tokio worker utilisation (alert > 90 %)",
+            process_panel(
+                "Tokio worker utilisation (alert > 90 %)",
                 "Share of time the tokio runtime's worker threads are busy, averaged over the "
                 "workers of each process: `rate(tokio_runtime_worker_busy_seconds_total)` / "
                 "`tokio_runtime_workers`. Close to 100 % every worker is always busy and new work "
                 "waits (the red line is the SomaTokioRuntimeSaturated alert).",
-                targets(("sum by (job, instance) (%s) / sum by (job, instance) (%s)" % (
+                "sum by (job, instance) (%s) / sum by (job, instance) (%s)" % (
                     rate("tokio_runtime_worker_busy_seconds_total", NS_JOB),
                     sel("tokio_runtime_workers", NS_JOB)),
-                    "{{job}} {{instance}}")),
                 "percentunit", steps("green", (RUNTIME_SATURATION_ALERT, "red")),
-                custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
-                w=8,
+                custom={"thresholdsStyle": {"mode": "dashed"}},
             ),
-            panel(
-                "timeseries", "Tokio global queue depth",
+            process_panel(
+                "Tokio global queue depth",
                 "Tasks waiting in the tokio runtime's global queue for a free worker "
                 "(`tokio_runtime_global_queue_depth`). Staying above 0 means the workers cannot "
                 "keep up.",
-                targets(("max by (job, instance) (%s)" % sel("tokio_runtime_global_queue_depth",
-                                                            NS_JOB),
-                         "{{job}} {{instance}}")),
-                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+                "max by (job, instance) (%s)" % sel("tokio_runtime_global_queue_depth", NS_JOB),
+                "short",
             ),
-            panel(
-                "timeseries", "Tokio alive tasks",
+            process_panel(
+                "Tokio alive tasks",
                 "Tasks alive in each process's tokio runtime (`tokio_runtime_alive_tasks`): "
                 "in-flight requests, connections and background tasks. Steady growth is a task "
                 "leak.",
-                targets(("sum by (job, instance) (%s)" % sel("tokio_runtime_alive_tasks", NS_JOB),
-                         "{{job}} {{instance}}")),
-                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+                "sum by (job, instance) (%s)" % sel("tokio_runtime_alive_tasks", NS_JOB),
+                "short",
             ),
         ],
         [
