@@ -74,6 +74,34 @@ def quantile(q, bucket_metric, by, *matchers, window=RI):
     )
 
 
+def percentiles(bucket_metric, *matchers, by=(), qs=(0.95, 0.5), legend=""):
+    """The (expr, legend) pairs of the quantiles `qs` of one histogram: "P95 <legend>", ..."""
+    return [
+        (quantile(q, bucket_metric, list(by), *matchers), ("P%g %s" % (q * 100, legend)).rstrip())
+        for q in qs
+    ]
+
+
+def latency_panel(title, description, bucket_metric, *matchers, by=(), qs=(0.95, 0.5), legend="",
+                  thresholds=None, custom=None, min_zero=True, w=12):
+    """A timeseries of the quantiles `qs` of one seconds histogram (its exemplars shown)."""
+    return panel(
+        "timeseries", title, description,
+        targets(*percentiles(bucket_metric, *matchers, by=by, qs=qs, legend=legend)),
+        "s", thresholds or steps("green"), custom=custom,
+        extra_defaults={"min": 0} if min_zero else None, w=w,
+    )
+
+
+def process_panel(title, description, expr, unit, thresholds=None, *, custom=None):
+    """A timeseries of one series per service process (`{{job}} {{instance}}`), from 0, a third
+    of a row wide."""
+    return panel(
+        "timeseries", title, description, targets((expr, "{{job}} {{instance}}")),
+        unit, thresholds or steps("green"), custom=custom, extra_defaults={"min": 0}, w=8,
+    )
+
+
 def steps(base, *pairs):
     """Absolute thresholds: a base colour, then (value, colour) pairs."""
     out = [{"color": base, "value": None}]
@@ -408,85 +436,71 @@ def overview():
             ),
         ],
         [
-            panel(
-                "timeseries", "Process CPU",
+            process_panel(
+                "Process CPU",
                 "CPU time used per second by each service process "
                 "(`rate(process_cpu_seconds_total)`); 100 % is one full core.",
-                targets(("sum by (job, instance) (%s)" % rate("process_cpu_seconds_total", NS_JOB),
-                         "{{job}} {{instance}}")),
-                "percentunit", steps("green"), extra_defaults={"min": 0}, w=8,
+                "sum by (job, instance) (%s)" % rate("process_cpu_seconds_total", NS_JOB),
+                "percentunit",
             ),
-            panel(
-                "timeseries", "Process memory (RSS)",
+            process_panel(
+                "Process memory (RSS)",
                 "Resident memory of each service process (`process_resident_memory_bytes`).",
-                targets(("sum by (job, instance) (%s)" % sel("process_resident_memory_bytes", NS_JOB),
-                         "{{job}} {{instance}}")),
-                "bytes", steps("green"), extra_defaults={"min": 0}, w=8,
+                "sum by (job, instance) (%s)" % sel("process_resident_memory_bytes", NS_JOB),
+                "bytes",
             ),
-            panel(
-                "timeseries", "Open file descriptors (share of limit)",
+            process_panel(
+                "Open file descriptors (share of limit)",
                 "`process_open_fds / process_max_fds` per process; close to 100 % the process "
                 "cannot accept connections.",
-                targets(("max by (job, instance) (%s / %s)" % (
+                "max by (job, instance) (%s / %s)" % (
                     sel("process_open_fds", NS_JOB), sel("process_max_fds", NS_JOB)),
-                    "{{job}} {{instance}}")),
                 "percentunit", steps("green", (0.8, "red")),
-                custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
-                w=8,
+                custom={"thresholdsStyle": {"mode": "dashed"}},
             ),
         ],
         [
-            panel(
-                "timeseries", "Tokio worker utilisation (alert > 90 %)",
+            process_panel(
+                "Tokio worker utilisation (alert > 90 %)",
                 "Share of time the tokio runtime's worker threads are busy, averaged over the "
                 "workers of each process: `rate(tokio_runtime_worker_busy_seconds_total)` / "
                 "`tokio_runtime_workers`. Close to 100 % every worker is always busy and new work "
                 "waits (the red line is the SomaTokioRuntimeSaturated alert).",
-                targets(("sum by (job, instance) (%s) / sum by (job, instance) (%s)" % (
+                "sum by (job, instance) (%s) / sum by (job, instance) (%s)" % (
                     rate("tokio_runtime_worker_busy_seconds_total", NS_JOB),
                     sel("tokio_runtime_workers", NS_JOB)),
-                    "{{job}} {{instance}}")),
                 "percentunit", steps("green", (RUNTIME_SATURATION_ALERT, "red")),
-                custom={"thresholdsStyle": {"mode": "dashed"}}, extra_defaults={"min": 0},
-                w=8,
+                custom={"thresholdsStyle": {"mode": "dashed"}},
             ),
-            panel(
-                "timeseries", "Tokio global queue depth",
+            process_panel(
+                "Tokio global queue depth",
                 "Tasks waiting in the tokio runtime's global queue for a free worker "
                 "(`tokio_runtime_global_queue_depth`). Staying above 0 means the workers cannot "
                 "keep up.",
-                targets(("max by (job, instance) (%s)" % sel("tokio_runtime_global_queue_depth",
-                                                            NS_JOB),
-                         "{{job}} {{instance}}")),
-                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+                "max by (job, instance) (%s)" % sel("tokio_runtime_global_queue_depth", NS_JOB),
+                "short",
             ),
-            panel(
-                "timeseries", "Tokio alive tasks",
+            process_panel(
+                "Tokio alive tasks",
                 "Tasks alive in each process's tokio runtime (`tokio_runtime_alive_tasks`): "
                 "in-flight requests, connections and background tasks. Steady growth is a task "
                 "leak.",
-                targets(("sum by (job, instance) (%s)" % sel("tokio_runtime_alive_tasks", NS_JOB),
-                         "{{job}} {{instance}}")),
-                "short", steps("green"), extra_defaults={"min": 0}, w=8,
+                "sum by (job, instance) (%s)" % sel("tokio_runtime_alive_tasks", NS_JOB),
+                "short",
             ),
         ],
         [
-            panel(
-                "timeseries", "Time to first token P50 / P95 by model (alert > 1 s)",
+            latency_panel(
+                "Time to first token P50 / P95 by model (alert > 1 s)",
                 "GenAI: time from the request to the first token frame leaving the service "
                 "(`gen_ai_server_time_to_first_token_seconds`), per service and model: "
                 "slm-service generates, the gateway shows what its clients wait, relay included. "
                 "Alert SomaGenAITimeToFirstTokenP95High: P95 above 1 s (the red line).",
-                targets(
-                    (quantile(0.5, "gen_ai_server_time_to_first_token_seconds_bucket",
-                              ["job", "gen_ai_request_model"], NS_JOB),
-                     "P50 {{job}} {{gen_ai_request_model}}"),
-                    (quantile(0.95, "gen_ai_server_time_to_first_token_seconds_bucket",
-                              ["job", "gen_ai_request_model"], NS_JOB),
-                     "P95 {{job}} {{gen_ai_request_model}}"),
-                ),
-                "s", alert_line(GENAI_TTFT_P95_ALERT_S)[0],
-                custom=alert_line(GENAI_TTFT_P95_ALERT_S)[1], w=8,
+                "gen_ai_server_time_to_first_token_seconds_bucket", NS_JOB,
+                by=["job", "gen_ai_request_model"], qs=(0.5, 0.95),
+                legend="{{job}} {{gen_ai_request_model}}",
+                thresholds=alert_line(GENAI_TTFT_P95_ALERT_S)[0],
+                custom=alert_line(GENAI_TTFT_P95_ALERT_S)[1], min_zero=False, w=8,
             ),
             panel(
                 "timeseries", "Output tokens per second by model",
@@ -619,16 +633,13 @@ def kamachiq():
                 targets((failed_by_reason, "{{reason}}")),
                 "ops", steps("green"), extra_defaults={"min": 0},
             ),
-            panel(
-                "timeseries", "Decomposition time P95 (alert > 30 s)",
+            latency_panel(
+                "Decomposition time P95 (alert > 30 s)",
                 "95th and 50th percentile of the time to decompose a goal into tasks "
                 "(`kamachiq_decomposition_duration_seconds`). Alert: P95 above 30 s (the red "
                 "line). The histogram's largest finite bucket bounds what a quantile can show.",
-                targets(
-                    (quantile(0.95, "kamachiq_decomposition_duration_seconds_bucket", [], NS), "P95"),
-                    (quantile(0.5, "kamachiq_decomposition_duration_seconds_bucket", [], NS), "P50"),
-                ),
-                "s", decomp_thr, custom=decomp_custom, extra_defaults={"min": 0},
+                "kamachiq_decomposition_duration_seconds_bucket", NS,
+                thresholds=decomp_thr, custom=decomp_custom,
             ),
         ],
         [
@@ -637,8 +648,7 @@ def kamachiq():
                 "How many tasks a workflow is decomposed into (`kamachiq_workflow_tasks` "
                 "histogram): P50, P95 and the average.",
                 targets(
-                    (quantile(0.5, "kamachiq_workflow_tasks_bucket", [], NS), "P50"),
-                    (quantile(0.95, "kamachiq_workflow_tasks_bucket", [], NS), "P95"),
+                    *percentiles("kamachiq_workflow_tasks_bucket", NS, qs=(0.5, 0.95)),
                     ("sum(%s) / sum(%s)" % (rate("kamachiq_workflow_tasks_sum", NS),
                                             rate("kamachiq_workflow_tasks_count", NS)), "average"),
                 ),
@@ -669,18 +679,13 @@ def kamachiq():
             ),
         ],
         [
-            panel(
-                "timeseries", "SLM and policy latency seen by the orchestrator",
+            latency_panel(
+                "SLM and policy latency seen by the orchestrator",
                 "P95 and P50 duration of the orchestrator's outgoing calls "
                 "(`http_client_request_duration_seconds{job=\"orchestrator\"}`) by "
                 "`server_address`: the policy-engine and slm-service Services in Kubernetes.",
-                targets(
-                    (quantile(0.95, "http_client_request_duration_seconds_bucket",
-                              ["server_address"], orch_client), "P95 {{server_address}}"),
-                    (quantile(0.5, "http_client_request_duration_seconds_bucket",
-                              ["server_address"], orch_client), "P50 {{server_address}}"),
-                ),
-                "s", steps("green"), extra_defaults={"min": 0},
+                "http_client_request_duration_seconds_bucket", orch_client,
+                by=["server_address"], legend="{{server_address}}",
             ),
             panel(
                 "timeseries", "Orchestrator outgoing calls by status",
@@ -693,15 +698,11 @@ def kamachiq():
             ),
         ],
         [
-            panel(
-                "timeseries", "Policy evaluation time",
+            latency_panel(
+                "Policy evaluation time",
                 "P95 and P50 of the policy-engine's own evaluation time "
                 "(`policy_evaluation_duration_seconds`), without the network.",
-                targets(
-                    (quantile(0.95, "policy_evaluation_duration_seconds_bucket", [], NS), "P95"),
-                    (quantile(0.5, "policy_evaluation_duration_seconds_bucket", [], NS), "P50"),
-                ),
-                "s", steps("green"), extra_defaults={"min": 0}, w=8,
+                "policy_evaluation_duration_seconds_bucket", NS, w=8,
             ),
             panel(
                 "timeseries", "SLM time to first token and generation time",
@@ -935,7 +936,7 @@ def marketplace():
                 "stat", "Search latency P95",
                 "Current 95th percentile of marketplace search "
                 "(`marketplace_search_duration_seconds`). Red above the 1 s alert threshold.",
-                targets((quantile(0.95, "marketplace_search_duration_seconds_bucket", [], NS), "P95")),
+                targets(*percentiles("marketplace_search_duration_seconds_bucket", NS, qs=(0.95,))),
                 "s", steps("green", (SEARCH_P95_ALERT_S, "red")), w=6, h=5,
             ),
         ],
@@ -955,15 +956,12 @@ def marketplace():
             ),
         ],
         [
-            panel(
-                "timeseries", "Search latency P95 (alert > 1 s)",
+            latency_panel(
+                "Search latency P95 (alert > 1 s)",
                 "95th and 50th percentile of marketplace search "
                 "(`marketplace_search_duration_seconds`). Alert: P95 above 1 s (the red line).",
-                targets(
-                    (quantile(0.95, "marketplace_search_duration_seconds_bucket", [], NS), "P95"),
-                    (quantile(0.5, "marketplace_search_duration_seconds_bucket", [], NS), "P50"),
-                ),
-                "s", search_thr, custom=search_custom, extra_defaults={"min": 0},
+                "marketplace_search_duration_seconds_bucket", NS,
+                thresholds=search_thr, custom=search_custom,
             ),
             panel(
                 "timeseries", "Searches",

@@ -1,5 +1,5 @@
 //! The explicit path: [`Observability::builder`] → [`ObservabilityBuilder`] →
-//! [`ObservabilityParts`] (no globals) or an installed router and guard.
+//! [`ObservabilityParts`](crate::ObservabilityParts) (no globals) or an installed router and guard.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,27 +7,21 @@ use std::time::Duration;
 
 use axum::Router;
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::logs::SdkLoggerProvider;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
 use crate::config::{ObservabilityConfig, ProtoHeader};
-use crate::endpoint::METRICS_PATH;
 use crate::error::{ConfigError, SetupError};
 use crate::guard::ObservabilityGuard;
 use crate::http::{HttpTelemetryLayer, Shared};
+use crate::parts::{MetricsEndpoint, ObservabilityParts};
+use crate::SCOPE;
 
 /// Paths that are neither measured nor traced unless changed with
 /// [`ObservabilityBuilder::with_excluded_paths`].
 pub const DEFAULT_EXCLUDED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
-
-/// The instrumentation scope of everything this crate records itself.
-pub(crate) const SCOPE: &str = "soma-observability";
 
 /// Entry point of the explicit setup path.
 #[derive(Debug)]
@@ -300,7 +294,7 @@ impl ObservabilityBuilder {
             .as_ref()
             .map(|provider| crate::http::HttpTracing {
                 tracer: provider.tracer(SCOPE),
-                propagator: crate::propagation::build(&config.propagators),
+                propagator: propagator.clone(),
                 sampler: config.sampler,
             });
         let headers = Arc::new(crate::http::headers::HeaderCaptures::new(
@@ -324,17 +318,23 @@ impl ObservabilityBuilder {
             },
             catch_panic: self.catch_panic,
         });
+        let metrics_endpoint = match (config.metrics_enabled, config.metrics_address) {
+            (false, _) => MetricsEndpoint::Off,
+            (true, None) => MetricsEndpoint::Router,
+            (true, Some(address)) => MetricsEndpoint::Listener(address),
+        };
         Ok(ObservabilityParts {
-            config,
             layer,
             exposition: metrics.exposition,
+            metrics_endpoint,
             meter_provider: metrics.provider,
             tracer_provider,
             logger_provider,
             propagator,
             shutdown_timeout: self.shutdown_timeout,
-            headers,
+            client_headers: (headers, config.attribute_value_length_limit),
             losses,
+            subscriber_config: config,
             push,
         })
     }
@@ -355,169 +355,6 @@ impl ObservabilityBuilder {
         S: Clone + Send + Sync + 'static,
     {
         crate::install::install(self.build()?, router)
-    }
-}
-
-/// Everything [`ObservabilityBuilder::build`] made, not installed anywhere.
-#[derive(Debug)]
-pub struct ObservabilityParts {
-    pub(crate) config: ObservabilityConfig,
-    layer: HttpTelemetryLayer,
-    exposition: crate::endpoint::Exposition,
-    pub(crate) meter_provider: SdkMeterProvider,
-    pub(crate) tracer_provider: Option<SdkTracerProvider>,
-    pub(crate) logger_provider: Option<SdkLoggerProvider>,
-    pub(crate) propagator: TextMapCompositePropagator,
-    pub(crate) shutdown_timeout: Duration,
-    /// The captured headers; `install` makes the client lists [`HttpClient`](crate::HttpClient)'s default.
-    pub(crate) headers: Arc<crate::http::headers::HeaderCaptures>,
-    /// What the span and log processors could not deliver at shutdown, for the guard.
-    pub(crate) losses: std::sync::Arc<crate::delivery::Losses>,
-    /// The OTLP metrics push, for the guard's final push.
-    pub(crate) push: Option<crate::metrics_push::MetricsPush>,
-}
-
-impl ObservabilityParts {
-    /// The HTTP telemetry layer; apply it with `Router::layer` after the routes.
-    pub fn http_layer(&self) -> HttpTelemetryLayer {
-        self.layer.clone()
-    }
-
-    /// A router serving `GET /metrics`.
-    pub fn metrics_router<S>(&self) -> Router<S>
-    where
-        S: Clone + Send + Sync + 'static,
-    {
-        crate::endpoint::router(self.exposition.clone())
-    }
-
-    /// A `prometheus` registry that `/metrics` renders after the OpenTelemetry and process
-    /// metrics: register `prometheus` collectors there to add them (it starts empty).
-    pub fn registry(&self) -> &prometheus::Registry {
-        &self.exposition.registry
-    }
-
-    /// Renders the metrics as `/metrics` would.
-    ///
-    /// # Errors
-    ///
-    /// If a metric family cannot be encoded.
-    pub fn render_metrics(&self) -> Result<String, prometheus::Error> {
-        crate::endpoint::render(&self.exposition)
-    }
-
-    /// A meter whose instruments land in this part's `/metrics`, with the same default seconds
-    /// buckets as [`get_meter`](crate::get_meter) after installation.
-    pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
-        self.seconds_buckets_provider().meter(name)
-    }
-
-    /// The provider behind [`meter`](Self::meter) and [`get_meter`](crate::get_meter).
-    pub(crate) fn seconds_buckets_provider(&self) -> crate::metrics::SecondsBucketsProvider {
-        crate::metrics::SecondsBucketsProvider(
-            self.meter_provider.clone(),
-            Arc::clone(&self.exposition.exemplars),
-        )
-    }
-
-    /// The SDK meter provider itself (for flushing, or for meters without the default seconds
-    /// buckets); prefer [`meter`](Self::meter).
-    pub fn meter_provider(&self) -> &SdkMeterProvider {
-        &self.meter_provider
-    }
-
-    /// The tracer provider, when traces are enabled.
-    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
-        self.tracer_provider.as_ref()
-    }
-
-    /// The logger provider, when logs are exported over OTLP.
-    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
-        self.logger_provider.as_ref()
-    }
-
-    /// The propagator for incoming and outgoing requests (from `OTEL_PROPAGATORS`).
-    pub fn propagator(&self) -> &TextMapCompositePropagator {
-        &self.propagator
-    }
-
-    /// The `tracing` subscriber (stdout, spans, OTLP logs) for this configuration; use it with
-    /// `tracing::subscriber::set_default` or `with_default` to avoid the global one.
-    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-        crate::logs::subscriber(
-            &self.config,
-            self.tracer_provider.as_ref(),
-            self.logger_provider.as_ref(),
-        )
-    }
-
-    /// Wraps `router` in the HTTP layer and mounts `/metrics` (not measured).
-    ///
-    /// # Errors
-    ///
-    /// [`SetupError::RouteConflict`] if `router` already serves `/metrics`.
-    pub fn instrument<S>(&self, router: Router<S>) -> Result<Router<S>, SetupError>
-    where
-        S: Clone + Send + Sync + 'static,
-    {
-        let router = router.layer(self.http_layer());
-        if !self.config.metrics_enabled || self.config.metrics_address.is_some() {
-            return Ok(router);
-        }
-        // `metrics.merge(router)`, not the other way round: merging keeps the *other* router's
-        // default fallback, and only `router`'s is wrapped in the layer (unmatched requests
-        // must be measured too). axum panics on overlapping routes; that becomes an error.
-        let metrics = self.metrics_router();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || metrics.merge(router)))
-            .map_err(|_| SetupError::RouteConflict(METRICS_PATH))
-    }
-
-    /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`]) is set, serves
-    /// `/metrics` on that address from a background task and returns the bound address; the
-    /// application's router then has no `/metrics` (see [`instrument`](Self::instrument)).
-    /// Returns `Ok(None)` when no separate address is configured.
-    ///
-    /// # Errors
-    ///
-    /// [`SetupError::MetricsListener`] if the address cannot be bound or no tokio runtime runs.
-    pub fn spawn_metrics_listener(&self) -> Result<Option<std::net::SocketAddr>, SetupError> {
-        let Some(address) = self
-            .config
-            .metrics_address
-            .filter(|_| self.config.metrics_enabled)
-        else {
-            return Ok(None);
-        };
-        let fail = |source| SetupError::MetricsListener { address, source };
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| fail(std::io::Error::other(e.to_string())))?;
-        let listener = std::net::TcpListener::bind(address).map_err(fail)?;
-        listener.set_nonblocking(true).map_err(fail)?;
-        let bound = listener.local_addr().map_err(fail)?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(fail)?
-        };
-        let router: Router = self.metrics_router();
-        runtime.spawn(async move {
-            if let Err(err) = axum::serve(listener, router).await {
-                tracing::error!(error = %err, "the metrics listener stopped");
-            }
-        });
-        tracing::info!(address = %bound, "serving /metrics on a separate listener");
-        Ok(Some(bound))
-    }
-
-    /// A guard that flushes and shuts these providers down.
-    pub fn into_guard(self) -> ObservabilityGuard {
-        ObservabilityGuard::new(
-            self.meter_provider,
-            self.tracer_provider,
-            self.logger_provider,
-            self.losses,
-            self.shutdown_timeout,
-        )
-        .with_metrics_push(self.push)
     }
 }
 

@@ -8,26 +8,32 @@
 //! `http.response.status_code` and, on failure, `error.type`. Service-to-service calls made with
 //! it form one trace.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use opentelemetry::global::{self, BoxedSpan};
-use opentelemetry::metrics::Histogram;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::global;
+use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::noop::NoopTracer;
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderInjector;
+use opentelemetry_sdk::trace::SdkTracer;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::metric::HTTP_CLIENT_REQUEST_DURATION;
 
-use crate::builder::SCOPE;
 use crate::error::ConfigError;
 use crate::http::headers::HeaderCaptures;
 use crate::http::{method_attribute, redact_query, HeaderCapture};
+use crate::propagation::SharedPropagator;
+use crate::SCOPE;
 
 /// A `reqwest` client that propagates trace context and records client metrics.
 ///
-/// Create it after [`setup_observability`](crate::setup_observability): it uses the global
-/// meter, tracer and propagator.
+/// Create it with [`new`](Self::new) after [`setup_observability`](crate::setup_observability):
+/// it then uses the global meter, tracer and propagator. On the explicit path, where
+/// [`build`](crate::ObservabilityBuilder::build) sets no globals, get one from
+/// [`ObservabilityParts::http_client`](crate::ObservabilityParts::http_client) instead.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), reqwest::Error> {
@@ -41,22 +47,49 @@ pub struct HttpClient {
     duration: Histogram<f64>,
     /// Captured request and response headers, and the value length limit.
     headers: (Arc<HeaderCaptures>, usize),
+    /// Where spans and the propagator come from.
+    tracing: ClientTracing,
+}
+
+/// Where an [`HttpClient`]'s spans and propagator come from.
+#[derive(Clone, Debug)]
+enum ClientTracing {
+    /// The global tracer and propagator, looked up at each request (what `install` set).
+    Global,
+    /// The parts' own ([`ObservabilityParts::http_client`](crate::ObservabilityParts::http_client));
+    /// no tracer when traces are off.
+    Parts {
+        tracer: Option<SdkTracer>,
+        propagator: SharedPropagator,
+    },
 }
 
 impl HttpClient {
-    /// Wraps `client`.
+    /// Wraps `client`, with the global meter, tracer and propagator and the header lists that
+    /// [`setup_observability`](crate::setup_observability) installed.
     pub fn new(client: reqwest::Client) -> Self {
-        let duration = global::meter(SCOPE)
-            .f64_histogram(HTTP_CLIENT_REQUEST_DURATION)
-            .with_unit("s")
-            .with_description(
-                "Duration of HTTP client requests, until the response headers arrived.",
-            )
-            .build();
         Self {
             inner: client,
-            duration,
-            headers: crate::http::headers::client_default(),
+            duration: duration_histogram(&global::meter(SCOPE)),
+            headers: installed_headers(),
+            tracing: ClientTracing::Global,
+        }
+    }
+
+    /// Wraps `client` with telemetry that is not global (see
+    /// [`ObservabilityParts::http_client`](crate::ObservabilityParts::http_client)).
+    pub(crate) fn with_telemetry(
+        client: reqwest::Client,
+        meter: &Meter,
+        headers: (Arc<HeaderCaptures>, usize),
+        tracer: Option<SdkTracer>,
+        propagator: SharedPropagator,
+    ) -> Self {
+        Self {
+            inner: client,
+            duration: duration_histogram(meter),
+            headers,
+            tracing: ClientTracing::Parts { tracer, propagator },
         }
     }
 
@@ -71,11 +104,6 @@ impl HttpClient {
         let captures = HeaderCaptures::new(capture, "HttpClient::with_captured_headers")?;
         self.headers.0 = Arc::new(captures);
         Ok(self)
-    }
-
-    /// The wrapped client.
-    pub fn inner(&self) -> &reqwest::Client {
-        &self.inner
     }
 
     /// Starts a GET request; send it with [`send`](Self::send).
@@ -110,9 +138,8 @@ impl HttpClient {
         let port = i64::from(url.port_or_known_default().unwrap_or(80));
         let full = url_full(url);
 
-        let tracer = global::tracer(SCOPE);
-        let span: BoxedSpan = tracer
-            .span_builder(if method == "_OTHER" {
+        let cx = self.start_span(
+            SpanBuilder::from_name(if method == "_OTHER" {
                 "HTTP".to_owned()
             } else {
                 method.to_owned()
@@ -123,12 +150,17 @@ impl HttpClient {
                 KeyValue::new(semconv::SERVER_ADDRESS, address.clone()),
                 KeyValue::new(semconv::SERVER_PORT, port),
                 KeyValue::new(semconv::URL_FULL, full),
-            ])
-            .start(&tracer);
-        let cx = Context::current_with_span(span);
-        global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&cx, &mut HeaderInjector(request.headers_mut()));
-        });
+            ]),
+        );
+        let mut injector = HeaderInjector(request.headers_mut());
+        match &self.tracing {
+            ClientTracing::Global => global::get_text_map_propagator(|propagator| {
+                propagator.inject_context(&cx, &mut injector);
+            }),
+            ClientTracing::Parts { propagator, .. } => {
+                propagator.inject_context(&cx, &mut injector);
+            }
+        }
         let (captures, limit) = (&self.headers.0, self.headers.1);
         let headers = request.headers();
         captures
@@ -185,6 +217,58 @@ impl HttpClient {
         span.end();
         result
     }
+}
+
+impl HttpClient {
+    /// Starts the `CLIENT` span, a child of the current context, and returns its context.
+    fn start_span(&self, builder: SpanBuilder) -> Context {
+        match &self.tracing {
+            ClientTracing::Global => {
+                Context::current_with_span(builder.start(&global::tracer(SCOPE)))
+            }
+            ClientTracing::Parts {
+                tracer: Some(tracer),
+                ..
+            } => Context::current_with_span(builder.start(tracer)),
+            // As the global no-op tracer does: the current context still propagates.
+            ClientTracing::Parts { tracer: None, .. } => {
+                Context::current_with_span(builder.start(&NoopTracer::new()))
+            }
+        }
+    }
+}
+
+/// `http.client.request.duration`.
+fn duration_histogram(meter: &Meter) -> Histogram<f64> {
+    meter
+        .f64_histogram(HTTP_CLIENT_REQUEST_DURATION)
+        .with_unit("s")
+        .with_description("Duration of HTTP client requests, until the response headers arrived.")
+        .build()
+}
+
+/// The client lists [`install`](crate::ObservabilityBuilder::install) configured, for
+/// [`HttpClient::new`], with the attribute length limit.
+static INSTALLED_HEADERS: RwLock<Option<(Arc<HeaderCaptures>, usize)>> = RwLock::new(None);
+
+/// Makes `captures` (and the length `limit`) the lists of every [`HttpClient::new`] from now on.
+pub(crate) fn install_headers(captures: Arc<HeaderCaptures>, limit: usize) {
+    *INSTALLED_HEADERS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = Some((captures, limit));
+}
+
+fn installed_headers() -> (Arc<HeaderCaptures>, usize) {
+    INSTALLED_HEADERS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .unwrap_or_else(|| {
+            (
+                Arc::default(),
+                crate::config::DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+            )
+        })
 }
 
 /// `url.full`: the URL without credentials or fragment, with sensitive query values redacted

@@ -308,6 +308,7 @@ pub enum ProtoHeader {
 
 /// Where and how one signal (traces, logs or pushed metrics) is exported over OTLP.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct OtlpConfig {
     /// The exporter for this signal.
     pub exporter: ExporterKind,
@@ -337,6 +338,7 @@ pub struct OtlpConfig {
 /// tests), then adjust it in code; code beats the environment.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(clippy::struct_excessive_bools)] // independent on/off settings, one per variable
+#[non_exhaustive]
 pub struct ObservabilityConfig {
     /// `service.name`, when the code does not set one.
     pub service_name: Option<String>,

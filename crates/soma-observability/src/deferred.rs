@@ -149,15 +149,7 @@ macro_rules! deferred_observable {
 }
 
 impl InstrumentProvider for DeferredMeter {
-    deferred_sync! {
-        u64_counter: Counter<u64>,
-        f64_counter: Counter<f64>,
-        i64_up_down_counter: UpDownCounter<i64>,
-        f64_up_down_counter: UpDownCounter<f64>,
-        u64_gauge: Gauge<u64>,
-        f64_gauge: Gauge<f64>,
-        i64_gauge: Gauge<i64>,
-    }
+    crate::metrics::with_sync_instruments!(deferred_sync);
     deferred_histogram! {
         f64_histogram: f64,
         u64_histogram: u64,

@@ -1,57 +1,16 @@
-//! `GET /metrics`: the Prometheus text exposition of the SDK's metrics (written by
-//! [`crate::exposition`]), the process metrics ([`crate::process`]), the tokio runtime metrics
-//! ([`crate::runtime`]) and whatever is registered in the `prometheus` registry; in OpenMetrics
-//! when the scraper asks for it, gzipped when it accepts gzip ([`crate::openmetrics`]).
-
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+//! `GET /metrics`: serves what [`Exposition`] renders, in OpenMetrics when the scraper asks for
+//! it, gzipped when it accepts gzip ([`crate::openmetrics`]).
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use prometheus::{Encoder, TextEncoder};
 
 use crate::exposition::Format;
+use crate::scrape::Exposition;
 
 /// The path the metrics endpoint is mounted on.
 pub const METRICS_PATH: &str = "/metrics";
-
-/// Everything `/metrics` shows.
-#[derive(Clone, Debug)]
-pub(crate) struct Exposition {
-    pub(crate) registry: prometheus::Registry,
-    pub(crate) reader: Arc<opentelemetry_sdk::metrics::ManualReader>,
-    pub(crate) process: Arc<crate::process::ProcessMetrics>,
-    /// The histograms' exemplars, written in OpenMetrics.
-    pub(crate) exemplars: Arc<crate::exemplars::ExemplarStore>,
-    /// The tokio runtime that serves the application, when runtime metrics are on.
-    pub(crate) runtime: Option<Arc<crate::runtime::RuntimeMetrics>>,
-    /// The SDK's collected data, kept between scrapes to reuse its buffers: it holds one
-    /// scrape's worth of data points (which every scrape allocates anyway) and makes a
-    /// 10 000-series scrape ~25 % faster.
-    pub(crate) collected: Arc<Mutex<ResourceMetrics>>,
-    /// The previous scrape's length: the next one allocates its text once.
-    pub(crate) last_len: Arc<AtomicUsize>,
-}
-
-impl Exposition {
-    pub(crate) fn new(
-        registry: prometheus::Registry,
-        reader: Arc<opentelemetry_sdk::metrics::ManualReader>,
-    ) -> Self {
-        Self {
-            registry,
-            reader,
-            process: Arc::new(crate::process::ProcessMetrics::new()),
-            exemplars: Arc::new(crate::exemplars::ExemplarStore::default()),
-            runtime: None,
-            collected: Arc::new(Mutex::new(ResourceMetrics::default())),
-            last_len: Arc::new(AtomicUsize::new(16 * 1024)),
-        }
-    }
-}
 
 /// A router that serves the metrics at [`METRICS_PATH`].
 pub(crate) fn router<S>(exposition: Exposition) -> Router<S>
@@ -71,7 +30,7 @@ fn render_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
         Format::OpenMetrics => crate::openmetrics::OPENMETRICS_CONTENT_TYPE,
     };
     let vary = HeaderValue::from_static("Accept, Accept-Encoding");
-    match render_as(exposition, format) {
+    match crate::scrape::render_as(exposition, format) {
         Ok(body) if crate::openmetrics::accepts_gzip(headers.get(header::ACCEPT_ENCODING)) => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -98,48 +57,4 @@ fn render_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
                 .into_response()
         }
     }
-}
-
-/// Renders every metric family in the Prometheus text format.
-pub(crate) fn render(exposition: &Exposition) -> Result<String, prometheus::Error> {
-    render_as(exposition, Format::Prometheus)
-}
-
-/// Renders every metric family in `format`.
-pub(crate) fn render_as(
-    exposition: &Exposition,
-    format: Format,
-) -> Result<String, prometheus::Error> {
-    let last_len = exposition.last_len.load(Ordering::Relaxed);
-    let mut text = String::with_capacity(last_len + last_len / 8);
-    {
-        // A scrape that panicked mid-way left nothing that matters: the SDK refills the data.
-        let mut collected = exposition
-            .collected
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::exposition::write(
-            &exposition.reader,
-            &mut collected,
-            &mut text,
-            format,
-            Some(&exposition.exemplars),
-        )
-        .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
-    }
-    exposition.process.write(&mut text, format);
-    if let Some(runtime) = &exposition.runtime {
-        runtime.write(&mut text, format);
-    }
-    let families = exposition.registry.gather();
-    if format == Format::OpenMetrics {
-        crate::openmetrics::write_registry(&families, &mut text);
-        text.push_str("# EOF\n");
-    } else if !families.is_empty() {
-        let mut buf = Vec::with_capacity(4 * 1024);
-        TextEncoder::new().encode(&families, &mut buf)?;
-        text.push_str(&String::from_utf8_lossy(&buf));
-    }
-    exposition.last_len.store(text.len(), Ordering::Relaxed);
-    Ok(text)
 }

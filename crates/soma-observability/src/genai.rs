@@ -89,22 +89,8 @@ pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 ];
 /// `gen_ai.client.token.usage` boundaries (tokens), from the semantic conventions.
-pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
-    1.0,
-    4.0,
-    16.0,
-    64.0,
-    256.0,
-    1024.0,
-    4096.0,
-    16384.0,
-    65536.0,
-    262_144.0,
-    1_048_576.0,
-    4_194_304.0,
-    16_777_216.0,
-    67_108_864.0,
-];
+/// The powers of four from 1 to 67 108 864 (4^13).
+pub const TOKEN_USAGE_BUCKETS: &[f64] = &crate::metrics::powers_of_four::<14>(0);
 
 /// The model name recorded for a model the service did not declare.
 pub const OTHER_MODEL: &str = "_OTHER";

@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 
-use crate::builder::ObservabilityParts;
 use crate::error::SetupError;
 use crate::guard::ObservabilityGuard;
+use crate::parts::ObservabilityParts;
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
@@ -42,12 +42,11 @@ where
     if let Some(provider) = &parts.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    crate::http::headers::set_client_default(
-        std::sync::Arc::clone(&parts.headers),
-        parts.config.attribute_value_length_limit,
+    #[cfg(feature = "client")]
+    crate::client::install_headers(
+        std::sync::Arc::clone(&parts.client_headers.0),
+        parts.client_headers.1,
     );
-    opentelemetry::global::set_text_map_propagator(crate::propagation::build(
-        &parts.config.propagators,
-    ));
+    opentelemetry::global::set_text_map_propagator(parts.propagator.clone());
     Ok((router, parts.into_guard()))
 }

@@ -130,6 +130,41 @@
 //! [`Observability::builder`] configures buckets, excluded paths and the shutdown deadline;
 //! [`ObservabilityBuilder::build`] returns [`ObservabilityParts`] (the layer, the metrics
 //! router, the providers and the subscriber) for services that compose them themselves.
+//!
+//! # Where things live
+//!
+//! One concept per module; no two modules import each other, except `config.rs` with
+//! `features.rs` and `logs.rs` with `traces.rs` (still to be untangled, as is `config.rs` calling
+//! into `http::headers`). Private modules are named by file, for readers of the source; the
+//! files of [`http`] are listed in `http/mod.rs`.
+//!
+//! | Module | The one concept it holds |
+//! |---|---|
+//! | `lib.rs` | these docs, the re-exports, [`setup_observability`], [`get_meter`], [`get_tracer`] |
+//! | [`config`] | [`ObservabilityConfig`]: the only place `OTEL_*` and `SOMA_*` are read |
+//! | `features.rs` | settings that need a Cargo feature this build lacks |
+//! | `error.rs` | [`ConfigError`], [`SetupError`], [`ShutdownError`] |
+//! | `builder.rs` | [`Observability::builder`], [`ObservabilityBuilder`]: every decision, in `build()` |
+//! | `parts.rs` | [`ObservabilityParts`]: what `build()` made, installed nowhere |
+//! | `install.rs` | the one module that sets process-global state |
+//! | `guard.rs` | [`ObservabilityGuard`]: bounded flush and shutdown |
+//! | `delivery.rs` | what the span and log processors could not deliver at shutdown |
+//! | [`http`] | the server layer: metrics and a span per request ([`http::headers`]: captured headers) |
+//! | `client.rs` | [`HttpClient`]: the instrumented outgoing client |
+//! | `propagation.rs` | the propagator: strict W3C `traceparent`, bounded `tracestate` |
+//! | `traces.rs` | the tracer provider, sampler and exporter |
+//! | `logs.rs` | the `tracing` subscriber: stdout and OTLP logs |
+//! | `metrics.rs` | the meter provider, its buckets and views |
+//! | `deferred.rs` | instruments from [`get_meter`] made before setup |
+//! | `exemplars.rs` | exemplars: the trace of a sampled measurement per bucket |
+//! | `scrape.rs` | the exposition: everything one scrape of `/metrics` shows, rendered |
+//! | `exposition.rs` | the SDK's metrics written as Prometheus or OpenMetrics text |
+//! | `openmetrics.rs` | content negotiation, gzip, the `prometheus` registry in OpenMetrics |
+//! | `endpoint.rs` | `GET /metrics`: the router and the response |
+//! | `process.rs` | process metrics (`process_*`) |
+//! | [`runtime`] | tokio runtime metrics (`tokio_runtime_*`) |
+//! | [`genai`] | GenAI metrics (tokens, time to first token) |
+//! | `serve.rs` | [`shutdown_signal`] for the serve loop |
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -158,15 +193,16 @@ mod metrics;
 mod metrics_push;
 mod openmetrics;
 mod otlp;
+mod parts;
 mod process;
-pub mod propagation;
+mod propagation;
 pub mod runtime;
+mod scrape;
 mod serve;
 mod traces;
 
 pub use builder::{
-    Observability, ObservabilityBuilder, ObservabilityParts, DEFAULT_EXCLUDED_PATHS,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    Observability, ObservabilityBuilder, DEFAULT_EXCLUDED_PATHS, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[cfg(feature = "client")]
 pub use client::HttpClient;
@@ -175,6 +211,7 @@ pub use endpoint::METRICS_PATH;
 pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
+pub use parts::ObservabilityParts;
 pub use serve::shutdown_signal;
 
 /// The OpenTelemetry API this crate is built on (0.33), re-exported so that your instruments,
@@ -198,6 +235,9 @@ pub use opentelemetry;
 pub use tracing;
 
 use axum::Router;
+
+/// The instrumentation scope of everything this crate records itself.
+pub(crate) const SCOPE: &str = "soma-observability";
 
 /// Sets up metrics, traces and logs for `service_name` and instruments `router`: the one line
 /// every service adds to `main`.

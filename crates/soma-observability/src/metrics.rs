@@ -39,19 +39,42 @@ pub const SECONDS_BUCKETS: &[f64] = &[
 ];
 
 /// Buckets (in bytes) for body sizes: powers of four from 64 B to 64 MiB.
-pub(crate) const BYTES_BUCKETS: &[f64] = &[
-    64.0,
-    256.0,
-    1024.0,
-    4096.0,
-    16384.0,
-    65536.0,
-    262_144.0,
-    1_048_576.0,
-    4_194_304.0,
-    16_777_216.0,
-    67_108_864.0,
-];
+pub(crate) const BYTES_BUCKETS: &[f64] = &powers_of_four::<11>(3);
+
+/// `N` bucket boundaries for sizes and counts: the powers of four from `4^first` on.
+pub(crate) const fn powers_of_four<const N: usize>(first: u32) -> [f64; N] {
+    let mut boundaries = [0.0; N];
+    let mut value = 1.0;
+    let mut k = 0;
+    while k < first {
+        value *= 4.0;
+        k += 1;
+    }
+    let mut i = 0;
+    while i < N {
+        boundaries[i] = value;
+        value *= 4.0;
+        i += 1;
+    }
+    boundaries
+}
+
+/// Expands `$then! { .. }` with the synchronous instruments of [`InstrumentProvider`], listed
+/// once for the providers of this crate that forward them (here and in `deferred.rs`).
+macro_rules! with_sync_instruments {
+    ($then:ident) => {
+        $then! {
+            u64_counter: Counter<u64>,
+            f64_counter: Counter<f64>,
+            i64_up_down_counter: UpDownCounter<i64>,
+            f64_up_down_counter: UpDownCounter<f64>,
+            u64_gauge: Gauge<u64>,
+            f64_gauge: Gauge<f64>,
+            i64_gauge: Gauge<i64>,
+        }
+    };
+}
+pub(crate) use with_sync_instruments;
 
 /// Checks that histogram boundaries are usable: non-empty, finite and strictly increasing.
 pub(crate) fn validate_buckets(setting: &'static str, buckets: &[f64]) -> Result<(), ConfigError> {
@@ -77,7 +100,7 @@ pub(crate) fn validate_buckets(setting: &'static str, buckets: &[f64]) -> Result
 /// registry.
 pub(crate) struct MetricsPipeline {
     pub(crate) provider: SdkMeterProvider,
-    pub(crate) exposition: crate::endpoint::Exposition,
+    pub(crate) exposition: crate::scrape::Exposition,
 }
 
 /// Builds the meter provider with its readers and the bucket view. Touches no global state.
@@ -106,7 +129,7 @@ pub(crate) fn build(
     let provider = builder.build();
     MetricsPipeline {
         provider,
-        exposition: crate::endpoint::Exposition::new(registry, reader),
+        exposition: crate::scrape::Exposition::new(registry, reader),
     }
 }
 
@@ -218,15 +241,7 @@ macro_rules! forward_histogram {
 }
 
 impl InstrumentProvider for SecondsBuckets {
-    forward_sync! {
-        u64_counter: Counter<u64>,
-        f64_counter: Counter<f64>,
-        i64_up_down_counter: UpDownCounter<i64>,
-        f64_up_down_counter: UpDownCounter<f64>,
-        u64_gauge: Gauge<u64>,
-        f64_gauge: Gauge<f64>,
-        i64_gauge: Gauge<i64>,
-    }
+    with_sync_instruments!(forward_sync);
     forward_async! {
         u64_observable_counter: ObservableCounter<u64>, u64;
         f64_observable_counter: ObservableCounter<f64>, f64;
@@ -245,6 +260,28 @@ impl InstrumentProvider for SecondsBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn powers_of_four_are_the_size_and_token_buckets() {
+        assert_eq!(
+            BYTES_BUCKETS,
+            [
+                64.0,
+                256.0,
+                1024.0,
+                4096.0,
+                16384.0,
+                65536.0,
+                262_144.0,
+                1_048_576.0,
+                4_194_304.0,
+                16_777_216.0,
+                67_108_864.0,
+            ]
+        );
+        assert_eq!(crate::genai::TOKEN_USAGE_BUCKETS[..3], [1.0, 4.0, 16.0]);
+        assert_eq!(crate::genai::TOKEN_USAGE_BUCKETS[3..], *BYTES_BUCKETS);
+    }
 
     #[test]
     fn bucket_validation_explains_the_problem() {

@@ -7,6 +7,8 @@
 //! trace. A `tracestate` longer than [`MAX_TRACESTATE_LEN`] bytes is dropped; `baggage` is
 //! limited by the SDK (at most 180 members and 8192 bytes).
 
+use std::sync::Arc;
+
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
@@ -17,7 +19,7 @@ use crate::config::Propagator;
 
 /// The longest `tracestate` kept (the W3C limit: 32 members of at most 256 bytes, 512 bytes
 /// recommended for propagation).
-pub const MAX_TRACESTATE_LEN: usize = 512;
+pub(crate) const MAX_TRACESTATE_LEN: usize = 512;
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -25,7 +27,7 @@ const TRACESTATE: &str = "tracestate";
 /// W3C Trace Context with strict parsing (see the module docs); a drop-in replacement for the
 /// SDK's `TraceContextPropagator`.
 #[derive(Debug, Default)]
-pub struct StrictTraceContext {
+pub(crate) struct StrictTraceContext {
     inner: TraceContextPropagator,
 }
 
@@ -92,8 +94,27 @@ pub(crate) fn is_valid_traceparent(value: &str) -> bool {
         && !zeros(36..52)
 }
 
+/// The composite propagator of the configured list, built once and shared (cloning is an `Arc`
+/// clone): the layer extracts with it and `install` makes it the global propagator.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedPropagator(Arc<TextMapCompositePropagator>);
+
+impl TextMapPropagator for SharedPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, injector);
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.0.extract_with_context(cx, extractor)
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        self.0.fields()
+    }
+}
+
 /// The composite propagator for the configured list.
-pub(crate) fn build(names: &[Propagator]) -> TextMapCompositePropagator {
+pub(crate) fn build(names: &[Propagator]) -> SharedPropagator {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = names
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
@@ -103,7 +124,7 @@ pub(crate) fn build(names: &[Propagator]) -> TextMapCompositePropagator {
             }
         })
         .collect();
-    TextMapCompositePropagator::new(propagators)
+    SharedPropagator(Arc::new(TextMapCompositePropagator::new(propagators)))
 }
 
 #[cfg(test)]

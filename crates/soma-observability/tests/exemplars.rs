@@ -211,10 +211,7 @@ async fn always_on_keeps_measurements_outside_spans() {
 
 #[test]
 fn the_exemplar_filter_is_read_from_the_environment() {
-    let lookup = |value: &'static str| {
-        move |name: &str| (name == "OTEL_METRICS_EXEMPLAR_FILTER").then(|| value.to_owned())
-    };
-    let parse = |value| soma_observability::ObservabilityConfig::from_lookup(lookup(value));
+    let parse = |value| common::try_config(&[("OTEL_METRICS_EXEMPLAR_FILTER", value)]);
     assert_eq!(
         parse("always_off").unwrap().exemplar_filter,
         ExemplarFilter::AlwaysOff

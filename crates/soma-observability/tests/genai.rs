@@ -49,14 +49,7 @@ async fn time_to_first_token_is_the_first_frame_whatever_the_length() {
     tokio::spawn(async move { axum::serve(listener, app(genai)).await.unwrap() });
     let client = reqwest::Client::new();
     for n in [3, 25] {
-        let body = client
-            .get(format!("http://{addr}/stream/{n}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = common::get_text(&client, &format!("http://{addr}/stream/{n}")).await;
         assert_eq!(body.matches("data:").count(), usize::try_from(n).unwrap());
     }
     let metrics = parts.render_metrics().unwrap();

@@ -16,15 +16,7 @@ use common::{build, hex, otlp_config, send, FakeOtlp};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn routes() -> Router {
-    Router::new().route(
-        "/users/{id}",
-        get(|| async {
-            let span = tracing::info_span!("load_user");
-            let _entered = span.enter();
-            tracing::info!(user.found = true, "loaded user");
-            "user"
-        }),
-    )
+    Router::new().route("/users/{id}", get(common::load_user))
 }
 
 fn trace_id_of(headers: &axum::http::HeaderMap) -> String {

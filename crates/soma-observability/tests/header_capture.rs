@@ -8,30 +8,12 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::get;
 use axum::Router;
+use common::strings;
 use common::FakeOtlp;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use soma_observability::http::headers::{MAX_VALUES_PER_HEADER, REDACTED};
 use soma_observability::http::HeaderCapture;
-use soma_observability::{ConfigError, Observability, ObservabilityConfig, ObservabilityParts};
-
-/// The string array attribute `key`, one element per header line.
-fn strings(attrs: &[KeyValue], key: &str) -> Option<Vec<String>> {
-    let value = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
-    let Some(Value::ArrayValue(array)) = &value.value else {
-        panic!("{key} is not an array: {value:?}");
-    };
-    Some(
-        array
-            .values
-            .iter()
-            .map(|v| match &v.value {
-                Some(Value::StringValue(s)) => s.clone(),
-                other => panic!("{key}: not a string {other:?}"),
-            })
-            .collect(),
-    )
-}
+use soma_observability::{ConfigError, Observability, ObservabilityParts};
 
 fn captured_bytes(span: &Span) -> usize {
     span.attributes
@@ -271,10 +253,10 @@ fn invalid_lists_are_errors_that_say_what_to_fix() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("at most 32"), "{err}");
-    let err = ObservabilityConfig::from_lookup(|name| {
-        (name == "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST")
-            .then(|| "x-a,x b".to_owned())
-    })
+    let err = common::try_config(&[(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST",
+        "x-a,x b",
+    )])
     .unwrap_err()
     .to_string();
     assert!(

@@ -7,29 +7,12 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use common::strings;
 use common::FakeOtlp;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use soma_observability::http::headers::REDACTED;
 use soma_observability::http::HeaderCapture;
 use soma_observability::{setup_observability, HttpClient};
-
-fn strings(attrs: &[KeyValue], key: &str) -> Option<Vec<String>> {
-    let value = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
-    let Some(Value::ArrayValue(array)) = &value.value else {
-        panic!("{key} is not an array: {value:?}");
-    };
-    Some(
-        array
-            .values
-            .iter()
-            .map(|v| match &v.value {
-                Some(Value::StringValue(s)) => s.clone(),
-                other => panic!("{key}: not a string {other:?}"),
-            })
-            .collect(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one scenario, told in order

@@ -251,15 +251,8 @@ async fn duration_is_recorded_when_the_body_ends() {
         });
         Body::from_stream(stream)
     };
-    let app = parts
-        .instrument(Router::new().route("/stream", get(slow_body)))
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(
-        app.clone(),
-        Request::get("/stream").body(Body::empty()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let app = common::one_route(&parts, "/stream", get(slow_body));
+    let response = common::start_get(&app, "/stream").await;
     // Headers are here, the body is not: nothing recorded yet, the request is in flight.
     let metrics = scrape(&app).await;
     assert_eq!(
@@ -292,19 +285,7 @@ async fn duration_is_recorded_when_the_body_ends() {
 async fn cancelled_requests_leave_no_request_in_flight() {
     let parts = build("cancel", metrics_only());
     let started = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let handler_started = started.clone();
-    let app = parts
-        .instrument(Router::new().route(
-            "/hang",
-            get(move || {
-                let started = handler_started.clone();
-                async move {
-                    started.add_permits(1);
-                    std::future::pending::<&'static str>().await
-                }
-            }),
-        ))
-        .unwrap();
+    let app = common::one_route(&parts, "/hang", common::hang(started.clone()));
     let mut handles = Vec::new();
     for _ in 0..10 {
         let app = app.clone();
@@ -339,15 +320,8 @@ async fn body_dropped_mid_stream_still_records() {
         });
         Body::from_stream(stream)
     };
-    let app = parts
-        .instrument(Router::new().route("/endless", get(endless)))
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(
-        app.clone(),
-        Request::get("/endless").body(Body::empty()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let app = common::one_route(&parts, "/endless", get(endless));
+    let response = common::start_get(&app, "/endless").await;
     drop(response);
     let metrics = scrape(&app).await;
     assert_eq!(
@@ -609,14 +583,7 @@ async fn metrics_over_a_real_socket() {
             .status();
         assert_eq!(status, 200);
     }
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape_socket(&client, addr).await;
     assert_eq!(
         sample(
             &metrics,
@@ -640,12 +607,7 @@ async fn metrics_can_be_served_on_a_separate_internal_listener() {
     // Not on the public router...
     assert_eq!(get_status(&app, "/metrics").await, StatusCode::NOT_FOUND);
     // ...but on the internal one.
-    let metrics = reqwest::get(format!("http://{internal}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape_socket(&reqwest::Client::new(), internal).await;
     assert_eq!(
         sample(
             &metrics,

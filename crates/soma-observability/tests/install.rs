@@ -83,24 +83,12 @@ async fn one_line_setup_instruments_two_services_that_form_one_trace() {
     let trace_id = traceresponse.split('-').nth(1).unwrap().to_owned();
     assert_eq!(response.text().await.unwrap(), "allow");
 
-    let spans = otlp
-        .wait_for_spans(Duration::from_secs(10), |spans| {
-            ["GET /v1/orders", "GET", "GET /v1/evaluate"]
-                .iter()
-                .all(|name| spans.iter().any(|(_, s)| s.name == *name))
-        })
-        .await;
-    let find = |name: &str| {
-        spans
-            .iter()
-            .find(|(_, s)| s.name == name)
-            .unwrap()
-            .1
-            .clone()
-    };
-    let server = find("GET /v1/orders");
-    let client_span = find("GET");
-    let downstream_span = find("GET /v1/evaluate");
+    let [server, client_span, downstream_span] = common::wait_for_named_spans(
+        &otlp,
+        Duration::from_secs(10),
+        ["GET /v1/orders", "GET", "GET /v1/evaluate"],
+    )
+    .await;
     for span in [&server, &client_span, &downstream_span] {
         assert_eq!(
             hex(&span.trace_id),
@@ -125,12 +113,7 @@ async fn one_line_setup_instruments_two_services_that_form_one_trace() {
 
     // The global meter provider serves the downstream router's /metrics: client metrics and
     // custom metrics land there.
-    let metrics = reqwest::get(format!("http://{downstream_addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape_socket(&reqwest::Client::new(), downstream_addr).await;
     assert_eq!(
         sample(&metrics, "orders_placed_total", &[]),
         Some(2.0),

@@ -24,9 +24,7 @@ const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,appl
 /// collectors (counter, histogram).
 async fn app() -> (ObservabilityParts, Router) {
     let parts = build("openmetrics", metrics_only());
-    let app = parts
-        .instrument(Router::new().route("/users/{id}", get(|| async { "user" })))
-        .unwrap();
+    let app = common::one_route(&parts, "/users/{id}", get(|| async { "user" }));
     for _ in 0..3 {
         send(&app, Request::get("/users/1").body(Body::empty()).unwrap()).await;
     }

@@ -45,29 +45,20 @@ async fn without_catch_panic_the_connection_drops_but_the_panic_is_still_recorde
         "{metrics}"
     );
     // The server itself survives (only the connection's task ended).
-    let response = client
-        .get(format!("http://{addr}/ok"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        common::get_status(&client, &format!("http://{addr}/ok")).await,
+        200
+    );
     server.abort();
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn over_http2_a_panicking_body_resets_its_stream_and_spares_the_connection() {
     use http_body_util::BodyExt;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
     let parts = build("h2-panic", metrics_only());
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
     let (addr, server) = serve(parts.instrument(panic_routes(go.clone())).unwrap()).await;
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let driver = tokio::spawn(connection);
+    let (mut sender, driver) = common::h2c_connect(addr).await;
     let get = |path: &str| {
         Request::get(format!("http://{addr}{path}"))
             .body(http_body_util::Empty::<Bytes>::new())

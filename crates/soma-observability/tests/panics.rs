@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use axum::routing::get;
-use axum::Router;
 use common::{build, hex, otlp_config, panic_routes, sample, serve, string_attr, FakeOtlp};
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
@@ -92,12 +90,10 @@ async fn panics_in_a_handler_or_a_body_are_errors_in_every_signal() {
     );
 
     // The server survives both and keeps answering.
-    let response = client
-        .get(format!("http://{addr}/ok"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        common::get_status(&client, &format!("http://{addr}/ok")).await,
+        200
+    );
 
     check_metrics(&client, addr).await;
     check_spans(&otlp, &handler_trace, &body_trace).await;
@@ -107,14 +103,7 @@ async fn panics_in_a_handler_or_a_body_are_errors_in_every_signal() {
 
 /// Both panics are counted with `error_type="panic"` and the status sent, none is in flight.
 async fn check_metrics(client: &reqwest::Client, addr: std::net::SocketAddr) {
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape_socket(client, addr).await;
     let count = |route: &str, status: &str| {
         sample(
             &metrics,
@@ -137,29 +126,14 @@ async fn check_metrics(client: &reqwest::Client, addr: std::net::SocketAddr) {
 
 /// Each server span is errored, with the panic's exception event and no cancellation event.
 async fn check_spans(otlp: &FakeOtlp, handler_trace: &str, body_trace: &str) {
-    let spans = otlp
-        .wait_for_spans(WAIT, |spans| {
-            ["GET /panic", "GET /stream-panic"]
-                .iter()
-                .all(|name| spans.iter().any(|(_, s)| s.name == *name))
-        })
-        .await;
-    let span = |name: &str| {
-        spans
-            .iter()
-            .find(|(_, s)| s.name == name)
-            .unwrap()
-            .1
-            .clone()
-    };
-    let handler = span("GET /panic");
+    let [handler, body] =
+        common::wait_for_named_spans(otlp, WAIT, ["GET /panic", "GET /stream-panic"]).await;
     assert_eq!(hex(&handler.trace_id), handler_trace);
     assert_eq!(
         string_attr(&handler.attributes, "http.response.status_code").as_deref(),
         Some("500")
     );
     assert_panicked(&handler, "boom: the handler exploded");
-    let body = span("GET /stream-panic");
     assert_eq!(hex(&body.trace_id), body_trace);
     assert_eq!(
         string_attr(&body.attributes, "http.response.status_code").as_deref(),
@@ -205,25 +179,13 @@ async fn a_client_that_goes_away_is_still_a_cancellation() {
     let otlp = FakeOtlp::start().await;
     let parts = build("cancel", otlp_config(&otlp, "http/protobuf"));
     let _default = tracing::subscriber::set_default(parts.subscriber());
-    let started = std::sync::Arc::new(tokio::sync::Notify::new());
-    let handler_started = started.clone();
-    let app = parts
-        .instrument(Router::new().route(
-            "/hang",
-            get(move || {
-                let started = handler_started.clone();
-                async move {
-                    started.notify_one();
-                    std::future::pending::<&'static str>().await
-                }
-            }),
-        ))
-        .unwrap();
+    let started = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let app = common::one_route(&parts, "/hang", common::hang(started.clone()));
     let request = tokio::spawn(tower::ServiceExt::oneshot(
         app,
         Request::get("/hang").body(Body::empty()).unwrap(),
     ));
-    started.notified().await;
+    let _running = started.acquire().await.unwrap();
     request.abort();
     assert!(request.await.unwrap_err().is_cancelled());
     let spans = otlp

@@ -238,9 +238,7 @@ fn hurtful_batch_settings_are_rejected() {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "-100"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "many"),
     ] {
-        let result = soma_observability::ObservabilityConfig::from_lookup(|name| {
-            (name == var).then(|| value.to_owned())
-        });
+        let result = common::try_config(&[(var, value)]);
         assert!(result.is_err(), "{var}={value} was accepted");
     }
     // The one that is merely odd is clamped, not rejected.

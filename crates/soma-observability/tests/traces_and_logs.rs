@@ -16,15 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn routes() -> Router {
     Router::new()
-        .route(
-            "/users/{id}",
-            get(|| async {
-                let span = tracing::info_span!("load_user");
-                let _entered = span.enter();
-                tracing::info!(user.found = true, "loaded user");
-                "user"
-            }),
-        )
+        .route("/users/{id}", get(common::load_user))
         .route("/boom", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
         .route("/healthz", get(|| async { "ok" }))
 }

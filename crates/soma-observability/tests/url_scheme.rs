@@ -11,7 +11,6 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use common::{config, otlp_config, sample, scrape, send, string_attr, FakeOtlp};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use soma_observability::config::ProtoHeader;
 use soma_observability::Observability;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,12 +39,7 @@ async fn absolute_form_request(addr: std::net::SocketAddr) -> String {
 
 /// An HTTP/2 request with prior knowledge (h2c) whose `:scheme` is `https`, over plain TCP.
 async fn h2c_https_request(addr: std::net::SocketAddr) -> (StatusCode, axum::http::Version) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let driver = tokio::spawn(connection);
+    let (mut sender, driver) = common::h2c_connect(addr).await;
     let request = Request::get("https://shop.example/users/2")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -72,12 +66,7 @@ async fn the_request_line_cannot_make_a_plain_connection_https() {
         (StatusCode::OK, axum::http::Version::HTTP_2)
     );
 
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape_socket(&reqwest::Client::new(), addr).await;
     for version in ["1.1", "2"] {
         assert_eq!(
             sample(

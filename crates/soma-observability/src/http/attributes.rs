@@ -1,15 +1,10 @@
 //! Bounded, allocation-free attribute values derived from a request.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, OnceLock, RwLock};
 
-use axum::http::{HeaderMap, HeaderName, Method, Version};
-use opentelemetry::StringValue;
+use axum::http::{Method, Version};
 
-use super::series::Series;
-use crate::config::ProtoHeader;
+use super::scheme::{SchemeRule, SCHEMES};
 
 /// `http.request.method` values, indexed by [`method_index`]; the last one is [`OTHER`].
 pub(crate) const METHODS: [&str; 10] = [
@@ -42,66 +37,6 @@ pub(crate) fn method(method: &Method) -> &'static str {
 /// The value semantic conventions use for anything outside a known set.
 pub(crate) const OTHER: &str = "_OTHER";
 
-/// `url.scheme` values, indexed by [`SchemeRule::index`].
-pub(crate) const SCHEMES: [&str; 2] = ["http", "https"];
-
-/// How `url.scheme` is decided: from the connection, never from the request line. A client
-/// can write `GET https://host/ HTTP/1.1` or an HTTP/2 `:scheme: https` over plain TCP; what
-/// counts is whether the listener terminates TLS, or, when the user trusts a proxy, the
-/// header that proxy sets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SchemeRule {
-    pub(crate) tls_listener: bool,
-    pub(crate) trusted_header: Option<ProtoHeader>,
-}
-
-impl SchemeRule {
-    /// The index in [`SCHEMES`] of a request's `url.scheme`.
-    pub(crate) fn index(self, headers: &HeaderMap) -> u8 {
-        let listener = u8::from(self.tls_listener);
-        let forwarded = match self.trusted_header {
-            None => None,
-            Some(ProtoHeader::XForwardedProto) => headers
-                .get_all(X_FORWARDED_PROTO)
-                .iter()
-                .next_back()
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.rsplit(',').next()),
-            Some(ProtoHeader::Forwarded) => headers
-                .get_all(axum::http::header::FORWARDED)
-                .iter()
-                .next_back()
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.rsplit(',').next())
-                .and_then(forwarded_proto),
-        };
-        forwarded.and_then(proto_index).unwrap_or(listener)
-    }
-}
-
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// The `proto` parameter of one `Forwarded` element (`for=192.0.2.1;proto=https`).
-fn forwarded_proto(element: &str) -> Option<&str> {
-    element.split(';').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("proto")
-            .then(|| value.trim().trim_matches('"'))
-    })
-}
-
-fn proto_index(value: &str) -> Option<u8> {
-    let value = value.trim();
-    if value.eq_ignore_ascii_case("http") {
-        Some(0)
-    } else if value.eq_ignore_ascii_case("https") {
-        Some(1)
-    } else {
-        None
-    }
-}
-
 /// `network.protocol.version` values, indexed by [`protocol_version_index`].
 pub(crate) const PROTOCOL_VERSIONS: [&str; 5] = ["0.9", "1.0", "1.1", "2", "3"];
 
@@ -120,7 +55,8 @@ pub(crate) fn protocol_version_index(version: Version) -> u8 {
 /// into [`METHODS`], [`SCHEMES`] and [`PROTOCOL_VERSIONS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Labels {
-    method: u8,
+    /// Read by [`Route::span_name`](super::routes::Route::span_name) to pick the cached name.
+    pub(super) method: u8,
     scheme: u8,
     version: u8,
 }
@@ -157,166 +93,6 @@ impl Labels {
             | u32::from(self.method) << 16
             | u32::from(self.scheme) << 20
             | u32::from(self.version) << 24
-    }
-}
-
-/// A fast, non-cryptographic hasher (the Fx multiply-rotate scheme) for keys that clients
-/// cannot choose: route templates and packed label indexes.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FastHasher(u64);
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
-/// A route template (or "no route matched"), shared by every request to it, with the bound
-/// series of the request histograms for each (method, scheme, version, status) seen on it.
-#[derive(Debug, Default)]
-pub(crate) struct Route {
-    value: Option<StringValue>,
-    /// Whether [`Self::series`] may cache: only for routes the interner keeps, so the cache
-    /// lives as long as the layer.
-    pub(crate) cached: bool,
-    pub(crate) series: RwLock<FastMap<u32, Arc<Series>>>,
-    /// The first series bound on this route, found without taking the lock: most routes see one
-    /// (method, scheme, version, status) nearly always.
-    pub(crate) first_series: OnceLock<(u32, Arc<Series>)>,
-    /// The server span names of this route, one per method, made on first use.
-    names: [OnceLock<&'static str>; METHODS.len()],
-}
-
-impl Route {
-    /// `http.route`, or `None` when no route matched.
-    pub(crate) fn value(&self) -> Option<&StringValue> {
-        self.value.as_ref()
-    }
-
-    /// The server span name: `{method} {route}`, `{method}` when no route matched, with `HTTP`
-    /// for `_OTHER` methods.
-    ///
-    /// Span names are `Cow<'static, str>`: a route the interner keeps makes its names once and
-    /// keeps them for the life of the process (at most ten per route template, and at most
-    /// 4096 templates per layer), so no request formats or allocates its span's name.
-    pub(crate) fn span_name(&self, labels: Labels) -> Cow<'static, str> {
-        let method = match labels.method() {
-            OTHER => "HTTP",
-            method => method,
-        };
-        let Some(route) = &self.value else {
-            return Cow::Borrowed(method);
-        };
-        if !self.cached {
-            return Cow::Owned(format!("{method} {}", route.as_str()));
-        }
-        match self.names.get(usize::from(labels.method)) {
-            Some(name) => Cow::Borrowed(name.get_or_init(|| {
-                Box::leak(format!("{method} {}", route.as_str()).into_boxed_str())
-            })),
-            None => Cow::Owned(format!("{method} {}", route.as_str())),
-        }
-    }
-}
-
-/// Shares route templates between requests: the first request of a route allocates its
-/// template once; every later one clones an `Arc`.
-#[derive(Debug)]
-pub(crate) struct RouteInterner {
-    routes: RwLock<FastMap<Box<str>, Arc<Route>>>,
-    unmatched: Arc<Route>,
-}
-
-impl Default for RouteInterner {
-    fn default() -> Self {
-        Self {
-            routes: RwLock::default(),
-            unmatched: Arc::new(Route {
-                value: None,
-                cached: true,
-                ..Route::default()
-            }),
-        }
-    }
-}
-
-/// At most this many distinct templates are kept; a router has far fewer routes.
-const MAX_INTERNED_ROUTES: usize = 4096;
-
-impl RouteInterner {
-    /// The shared entry of `route` (`None`: no route matched).
-    pub(crate) fn route(&self, route: Option<&str>) -> Arc<Route> {
-        let Some(route) = route else {
-            return Arc::clone(&self.unmatched);
-        };
-        if let Ok(routes) = self.routes.read() {
-            if let Some(shared) = routes.get(route) {
-                return Arc::clone(shared);
-            }
-        }
-        let mut entry = Route {
-            value: Some(StringValue::from(Arc::<str>::from(route))),
-            ..Route::default()
-        };
-        if let Ok(mut routes) = self.routes.write() {
-            if let Some(shared) = routes.get(route) {
-                return Arc::clone(shared);
-            }
-            if routes.len() < MAX_INTERNED_ROUTES {
-                entry.cached = true;
-                let shared = Arc::new(entry);
-                routes.insert(Box::from(route), Arc::clone(&shared));
-                return shared;
-            }
-        }
-        Arc::new(entry)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn intern(&self, route: &str) -> StringValue {
-        self.route(Some(route))
-            .value()
-            .cloned()
-            .unwrap_or_else(|| StringValue::from(""))
     }
 }
 
@@ -590,83 +366,8 @@ mod tests {
     }
 
     #[test]
-    fn the_scheme_comes_from_the_listener_or_a_trusted_header_only() {
-        fn scheme(rule: SchemeRule, headers: &[(&str, &str)]) -> &'static str {
-            let mut map = HeaderMap::new();
-            for (name, value) in headers {
-                map.append(
-                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                    value.parse().unwrap(),
-                );
-            }
-            SCHEMES[usize::from(rule.index(&map))]
-        }
-        let plain = SchemeRule::default();
-        let tls = SchemeRule {
-            tls_listener: true,
-            trusted_header: None,
-        };
-        let xfp = SchemeRule {
-            tls_listener: false,
-            trusted_header: Some(ProtoHeader::XForwardedProto),
-        };
-        let forwarded = SchemeRule {
-            tls_listener: false,
-            trusted_header: Some(ProtoHeader::Forwarded),
-        };
-        let spoof = [("x-forwarded-proto", "https"), ("forwarded", "proto=https")];
-        assert_eq!(scheme(plain, &spoof), "http");
-        assert_eq!(scheme(tls, &[]), "https");
-        assert_eq!(scheme(tls, &[("x-forwarded-proto", "http")]), "https");
-        assert_eq!(scheme(xfp, &[("x-forwarded-proto", "https")]), "https");
-        assert_eq!(scheme(xfp, &[("x-forwarded-proto", " HTTPS ")]), "https");
-        assert_eq!(scheme(xfp, &[("forwarded", "proto=https")]), "http");
-        assert_eq!(scheme(xfp, &[("x-forwarded-proto", "gopher")]), "http");
-        // The last value is the one the nearest (trusted) proxy wrote.
-        assert_eq!(scheme(xfp, &[("x-forwarded-proto", "https, http")]), "http");
-        assert_eq!(
-            scheme(
-                xfp,
-                &[
-                    ("x-forwarded-proto", "http"),
-                    ("x-forwarded-proto", "https")
-                ]
-            ),
-            "https"
-        );
-        assert_eq!(
-            scheme(forwarded, &[("forwarded", "for=192.0.2.1;proto=https")]),
-            "https"
-        );
-        assert_eq!(
-            scheme(
-                forwarded,
-                &[("forwarded", r#"for="[2001:db8::1]";Proto="https""#)]
-            ),
-            "https"
-        );
-        assert_eq!(
-            scheme(
-                forwarded,
-                &[("forwarded", "proto=https;for=a, for=b;proto=http")]
-            ),
-            "http"
-        );
-        assert_eq!(scheme(forwarded, &[("forwarded", "for=b")]), "http");
-        assert_eq!(scheme(forwarded, &[("x-forwarded-proto", "https")]), "http");
-    }
-
-    #[test]
     fn truncation_respects_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("hello", 10), "hello");
-    }
-
-    #[test]
-    fn interned_routes_share_one_allocation() {
-        let interner = RouteInterner::default();
-        let a = interner.intern("/users/{id}");
-        let b = interner.intern("/users/{id}");
-        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr());
     }
 }

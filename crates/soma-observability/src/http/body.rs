@@ -9,7 +9,8 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::state::{panic_message, report_panic, PanicSite, RequestState};
+use super::panic::{panic_message, report_panic, PanicSite};
+use super::state::RequestState;
 
 pin_project! {
     /// The response body of a request measured by [`HttpTelemetry`](super::HttpTelemetry).

@@ -9,7 +9,8 @@ use axum::http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
-use super::state::{panic_message, report_panic, PanicSite, RequestState};
+use super::panic::{panic_message, report_panic, PanicSite};
+use super::state::RequestState;
 
 pin_project! {
     /// The future returned by [`HttpTelemetry`](super::HttpTelemetry).

@@ -20,8 +20,6 @@
 //!   lossily.
 //! - Only span attributes: a captured header never becomes a metric label.
 
-use std::sync::{Arc, PoisonError, RwLock};
-
 use axum::http::{HeaderMap, HeaderName};
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 
@@ -192,28 +190,6 @@ impl Capture {
             }
         }
     }
-}
-
-/// The client lists [`install`](crate::ObservabilityBuilder::install) configured, for
-/// [`HttpClient::new`](crate::HttpClient::new), with the attribute length limit.
-static CLIENT: RwLock<Option<(Arc<HeaderCaptures>, usize)>> = RwLock::new(None);
-
-pub(crate) fn set_client_default(captures: Arc<HeaderCaptures>, limit: usize) {
-    *CLIENT.write().unwrap_or_else(PoisonError::into_inner) = Some((captures, limit));
-}
-
-#[cfg(feature = "client")]
-pub(crate) fn client_default() -> (Arc<HeaderCaptures>, usize) {
-    CLIENT
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-        .unwrap_or_else(|| {
-            (
-                Arc::default(),
-                crate::config::DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT,
-            )
-        })
 }
 
 #[cfg(test)]

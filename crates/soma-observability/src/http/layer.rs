@@ -1,23 +1,17 @@
 //! The layer and the service.
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
 use axum::http::{Request, Response};
-use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
-use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry_sdk::trace::SdkTracer;
-use opentelemetry_semantic_conventions::metric as semconv;
 use tower::{Layer, Service};
 
-use super::attributes::{Route, RouteInterner, SchemeRule};
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
-use super::series::InFlight;
+use super::routes::Route;
+use super::shared::Shared;
 use super::state::RequestState;
-use crate::metrics::BYTES_BUCKETS;
 
 /// Records HTTP server metrics and spans for every request (see the [module docs](super)).
 ///
@@ -36,71 +30,6 @@ impl std::fmt::Debug for HttpTelemetryLayer {
             .field("excluded_paths", &self.shared.excluded_paths)
             .finish_non_exhaustive()
     }
-}
-
-/// What every request of one layer shares.
-pub(crate) struct Shared {
-    pub(crate) metrics: Option<HttpInstruments>,
-    pub(crate) tracing: Option<HttpTracing>,
-    pub(crate) excluded_paths: Vec<String>,
-    pub(crate) routes: RouteInterner,
-    pub(crate) attribute_value_length_limit: usize,
-    /// The headers recorded on server spans.
-    pub(crate) headers: Arc<super::headers::HeaderCaptures>,
-    /// How `url.scheme` is decided.
-    pub(crate) scheme: SchemeRule,
-    /// Whether a panicking handler becomes a 500 (and a panicking body an aborted response)
-    /// instead of unwinding into the server.
-    pub(crate) catch_panic: bool,
-}
-
-pub(crate) struct HttpInstruments {
-    pub(crate) duration: Histogram<f64>,
-    pub(crate) active_requests: UpDownCounter<i64>,
-    pub(crate) request_body_size: Histogram<u64>,
-    pub(crate) response_body_size: Histogram<u64>,
-    /// The in-flight gauge's bound series (see the `series` module).
-    pub(crate) in_flight: InFlight,
-    /// How many histogram series are bound.
-    pub(crate) bound_series: AtomicUsize,
-}
-
-impl HttpInstruments {
-    pub(crate) fn new(meter: &Meter) -> Self {
-        Self {
-            duration: meter
-                .f64_histogram(semconv::HTTP_SERVER_REQUEST_DURATION)
-                .with_unit("s")
-                .with_description("Duration of HTTP server requests, response body included.")
-                .build(),
-            active_requests: meter
-                .i64_up_down_counter(semconv::HTTP_SERVER_ACTIVE_REQUESTS)
-                .with_unit("{request}")
-                .with_description("Number of HTTP server requests in flight.")
-                .build(),
-            request_body_size: meter
-                .u64_histogram(semconv::HTTP_SERVER_REQUEST_BODY_SIZE)
-                .with_unit("By")
-                .with_boundaries(BYTES_BUCKETS.to_vec())
-                .with_description("Size of HTTP server request bodies.")
-                .build(),
-            response_body_size: meter
-                .u64_histogram(semconv::HTTP_SERVER_RESPONSE_BODY_SIZE)
-                .with_unit("By")
-                .with_boundaries(BYTES_BUCKETS.to_vec())
-                .with_description("Size of HTTP server response bodies.")
-                .build(),
-            in_flight: InFlight::default(),
-            bound_series: AtomicUsize::new(0),
-        }
-    }
-}
-
-pub(crate) struct HttpTracing {
-    pub(crate) tracer: SdkTracer,
-    pub(crate) propagator: TextMapCompositePropagator,
-    /// The configured sampler: only to guess its decision (see `state::likely_sampled`).
-    pub(crate) sampler: crate::config::Sampler,
 }
 
 impl HttpTelemetryLayer {

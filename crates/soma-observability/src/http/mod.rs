@@ -27,9 +27,13 @@
 //!
 //! When tracing is enabled each request gets a `SERVER` span named `{method} {route}` (`{method}`
 //! when no route matched, `HTTP` for `_OTHER` methods), a child of the caller's context when the
-//! request carries a valid `traceparent`. Handler code runs inside that context, so its `tracing`
-//! spans and logs join the trace. The response carries a `traceresponse` header
-//! (`00-{trace_id}-{span_id}-{flags}`) so the caller can find the trace. Header values are never
+//! request carries a valid `traceparent`. `traceparent` is checked strictly against W3C Trace
+//! Context (the SDK alone accepts some forms it says to ignore, such as a short span id): an
+//! invalid one is ignored, `tracestate` with it, and the request starts a fresh trace; a
+//! `tracestate` over 512 bytes is dropped; `baggage` is bounded by the SDK (180 members, 8192
+//! bytes). Handler code runs inside that context, so its `tracing` spans and logs join the
+//! trace. The response carries a `traceresponse` header (`00-{trace_id}-{span_id}-{flags}`) so
+//! the caller can find the trace. Header values are never
 //! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
 //! sensitive query parameters are redacted in `url.query`.
 //! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
@@ -76,13 +80,20 @@
 //! [`setup_observability`](crate::setup_observability) does both. Paths in the excluded list
 //! (by default `/metrics`, `/healthz`, `/readyz`) are neither measured nor traced.
 
-mod attributes;
-mod body;
-mod future;
-pub mod headers;
-mod layer;
-mod series;
-mod state;
+// One concept per file; no two files import each other (see the crate docs' module list).
+mod attributes; // bounded attribute values of a request: method, version, `url.query`, Labels
+mod body; // ResponseBody: counts bytes, records when the body ends or is dropped
+mod future; // ResponseFuture: notes the status, catches a panicking handler
+mod hasher; // FastHasher: the hasher of the maps whose keys clients cannot choose
+pub mod headers; // HeaderCapture: which headers become span attributes
+mod instruments; // HttpInstruments: the server instruments and their bound series
+mod layer; // HttpTelemetryLayer and the HttpTelemetry service
+mod panic; // what a panicking handler or body reports
+mod routes; // Route, RouteInterner: one shared entry per route template
+mod scheme; // SchemeRule: `url.scheme` from the listener or a trusted proxy header
+mod series; // Series: one bound series of the request histograms
+mod shared; // Shared, HttpTracing: what every request of one layer shares
+mod state; // RequestState: one request, recorded once when dropped; its server span
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
@@ -91,5 +102,7 @@ pub use layer::{HttpTelemetry, HttpTelemetryLayer};
 
 #[cfg(feature = "client")] // used by HttpClient only
 pub(crate) use attributes::{method as method_attribute, redact_query};
-pub(crate) use attributes::{RouteInterner, SchemeRule};
-pub(crate) use layer::{HttpInstruments, HttpTracing, Shared};
+pub(crate) use instruments::HttpInstruments;
+pub(crate) use routes::RouteInterner;
+pub(crate) use scheme::SchemeRule;
+pub(crate) use shared::{HttpTracing, Shared};

@@ -1,16 +1,29 @@
-//! Shared test helpers: configurations, requests through a router, scraping, promtool.
+//! Shared test helpers: configurations, requests through a router, scraping, promtool; requests
+//! over a socket (`socket.rs`) and reading received spans (`spans.rs`).
 //! The OTLP receiver is the system tests' (`soma_system_tests::otlp`).
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+mod socket;
+mod spans;
+
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use axum::routing::MethodRouter;
 use axum::Router;
-use soma_observability::{Observability, ObservabilityConfig, ObservabilityParts};
+pub use socket::{get_status, get_text, h2c_connect, scrape_socket};
+use soma_observability::{ConfigError, Observability, ObservabilityConfig, ObservabilityParts};
 pub use soma_system_tests::otlp::{hex, string_attr, Behaviour, FakeOtlp};
+pub use spans::{strings, wait_for_named_spans};
 use tower::ServiceExt;
 
 /// A configuration from a list of variables, nothing read from the process environment.
 pub fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
+    try_config(vars).unwrap()
+}
+
+/// [`config`], for the variables that must be rejected.
+pub fn try_config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
     let vars: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -18,7 +31,6 @@ pub fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
     ObservabilityConfig::from_lookup(move |name| {
         vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     })
-    .unwrap()
 }
 
 /// Metrics only: no span, no OTLP log.
@@ -50,6 +62,39 @@ pub fn build(service: &str, config: ObservabilityConfig) -> ObservabilityParts {
     Observability::builder(service)
         .with_config(config)
         .build()
+        .unwrap()
+}
+
+/// A router with the one route `path`, instrumented by `parts` (with `/metrics`).
+pub fn one_route(parts: &ObservabilityParts, path: &str, route: MethodRouter) -> Router {
+    parts.instrument(Router::new().route(path, route)).unwrap()
+}
+
+/// A handler that works inside a `tracing` span `load_user` and logs "loaded user" there.
+#[allow(clippy::unused_async)] // an axum handler
+pub async fn load_user() -> &'static str {
+    let span = tracing::info_span!("load_user");
+    let _entered = span.enter();
+    tracing::info!(user.found = true, "loaded user");
+    "user"
+}
+
+/// A route whose handler adds a permit to `started` (one per request), then never answers.
+pub fn hang(started: std::sync::Arc<tokio::sync::Semaphore>) -> MethodRouter {
+    axum::routing::get(move || {
+        let started = started.clone();
+        async move {
+            started.add_permits(1);
+            std::future::pending::<&'static str>().await
+        }
+    })
+}
+
+/// Sends `GET uri` through `app` and returns the response with its body not read yet.
+pub async fn start_get(app: &Router, uri: &str) -> Response {
+    app.clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
         .unwrap()
 }
 

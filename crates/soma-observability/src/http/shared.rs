@@ -1,0 +1,36 @@
+//! [`Shared`]: what every request of one layer shares (instruments, tracing, routes, rules).
+
+use std::sync::Arc;
+
+use opentelemetry_sdk::trace::SdkTracer;
+
+use super::headers::HeaderCaptures;
+use super::instruments::HttpInstruments;
+use super::routes::RouteInterner;
+use super::scheme::SchemeRule;
+use crate::config::Sampler;
+use crate::propagation::SharedPropagator;
+
+/// What every request of one layer shares.
+pub(crate) struct Shared {
+    pub(crate) metrics: Option<HttpInstruments>,
+    pub(crate) tracing: Option<HttpTracing>,
+    pub(crate) excluded_paths: Vec<String>,
+    pub(crate) routes: RouteInterner,
+    pub(crate) attribute_value_length_limit: usize,
+    /// The headers recorded on server spans.
+    pub(crate) headers: Arc<HeaderCaptures>,
+    /// How `url.scheme` is decided.
+    pub(crate) scheme: SchemeRule,
+    /// Whether a panicking handler becomes a 500 (and a panicking body an aborted response)
+    /// instead of unwinding into the server.
+    pub(crate) catch_panic: bool,
+}
+
+/// How the layer traces: the tracer, the propagator of incoming contexts, the sampler.
+pub(crate) struct HttpTracing {
+    pub(crate) tracer: SdkTracer,
+    pub(crate) propagator: SharedPropagator,
+    /// The configured sampler: only to guess its decision (see `state::likely_sampled`).
+    pub(crate) sampler: Sampler,
+}
