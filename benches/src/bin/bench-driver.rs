@@ -61,7 +61,7 @@ fn render(series: usize, renders: u64) -> Result<(), Box<dyn std::error::Error>>
 
 /// `bench-driver export <batches>`: the gRPC exporter's CPU work (copy of the batch, conversion
 /// to OTLP, protobuf encoding, drops) for `batches` batches of 1 024 typical server spans; prints
-/// spans/s on this core. Instructions per span: callgrind's inclusive count of
+/// spans/s by the wall clock and per core of this thread's CPU time. Instructions per span: callgrind's inclusive count of
 /// `export_loop` (or of `clone_batch`, `convert`, `encode`) divided by `batches × 1 024`.
 #[inline(never)]
 fn export(batches: u64) {
@@ -69,14 +69,35 @@ fn export(batches: u64) {
     let spans = batch(BATCH);
     let resource = resource();
     let start = Instant::now();
+    let cpu_start = thread_cpu_ns();
     let bytes = export_loop(&spans, &resource, batches);
+    let cpu = thread_cpu_ns()
+        .zip(cpu_start)
+        .map(|(end, start)| end - start);
     let elapsed = start.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
-    let spans_per_s = (batches as f64 * BATCH as f64) / elapsed;
+    let spans = batches as f64 * BATCH as f64;
     println!(
-        "export: {batches} batches of {BATCH} spans, {} bytes per batch, {spans_per_s:.0} spans/s",
-        bytes / batches.max(1) as usize
+        "export: {batches} batches of {BATCH} spans, {} bytes per batch, {:.0} spans/s wall clock",
+        bytes / usize::try_from(batches.max(1)).unwrap_or(1),
+        spans / elapsed
     );
+    // CPU time of this thread holds while other processes share the cores.
+    if let Some(cpu) = cpu {
+        #[allow(clippy::cast_precision_loss)]
+        let cpu = cpu as f64;
+        println!(
+            "export: {:.0} ns of CPU per span, {:.0} spans/s per core of CPU",
+            cpu / spans,
+            spans / cpu * 1e9
+        );
+    }
+}
+
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`, Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 #[inline(never)]
