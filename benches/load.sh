@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Load test over loopback: the bench server bare, with our metrics, and with metrics plus traces
+# Load test over loopback: the bench server bare, with our metrics, with the peer
+# opentelemetry-instrumentation-tower (metrics only, `otel_tower`), and with metrics plus traces
 # (every trace sampled, exported over OTLP/gRPC to a live receiver), under wrk at 64 and 1 000
 # connections. Runs are interleaved (bare, metrics, full, bare, metrics, full, ...) so that machine
 # drift cancels in the ratios. Prints requests/s, p50/p99 latency, server CPU per request (from
 # /proc/<pid>/stat), resident memory after the load, and instrumented/bare ratios; for the full
 # mode also spans received versus requests sent and otel_sdk_span_dropped_total.
 #
-# Usage: bash benches/load.sh            (about 4 minutes)
-# Knobs: DURATION=10 WARMUP=2 ROUNDS=2 CONNECTIONS="64 1000" MODES="bare metrics full"
+# Usage: bash benches/load.sh            (about 5 minutes)
+# Knobs: DURATION=10 WARMUP=2 ROUNDS=2 CONNECTIONS="64 1000" MODES="bare metrics otel_tower full"
+#        (also: axum_prometheus)
 #        THREADS=2 (wrk threads) PIN=1 (server on CPU 0; wrk and the receiver on CPU 1)
 #        PORT=18080 OTLP_PORT=14317 STATS_PORT=14319 OUT=<dir for raw wrk output>
 # Needs wrk (Debian's package; `bash scripts/install-deps.sh` installs it) and curl.
@@ -18,7 +20,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-"64 1000"}
-MODES=${MODES:-"bare metrics full"}
+MODES=${MODES:-"bare metrics otel_tower full"}
 THREADS=${THREADS:-2}
 PIN=${PIN:-1}
 PORT=${PORT:-18080}
@@ -126,7 +128,7 @@ run() {
   local rss_kib
   rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
   local dropped=-
-  if [ "$mode" != bare ]; then
+  if [ "$mode" = metrics ] || [ "$mode" = full ]; then
     dropped=$(curl -sf "$url/metrics" | awk '/^otel_sdk_span_dropped_total/ { s += $NF } END { print s + 0 }')
   fi
   kill -TERM "$pid"

@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum_prometheus::PrometheusMetricLayer;
 use criterion::{criterion_group, criterion_main, Criterion};
-use soma_benches::{app, drain, sample, served, OtlpSink, Stack, HELLO, USER};
+use soma_benches::{drain, sample, OtlpSink, Stack, HELLO, USER};
 use soma_observability::ObservabilityParts;
 
 fn requests(c: &mut Criterion) {
@@ -26,13 +25,12 @@ fn requests(c: &mut Criterion) {
     let mut stacks: Vec<(&str, Router, Option<ObservabilityParts>)> = Vec::new();
     {
         let _entered = background.enter();
-        for stack in Stack::ALL {
+        // The peers: axum-prometheus (one global recorder per process) and
+        // opentelemetry-instrumentation-tower (global SDK providers, set once).
+        for stack in Stack::ALL.into_iter().chain(Stack::PEERS) {
             let (router, parts) = stack.build(&sink.endpoint()).unwrap();
             stacks.push((stack.name(), router, parts));
         }
-        // axum-prometheus installs a global recorder: one layer per process.
-        let (layer, _handle) = PrometheusMetricLayer::pair();
-        stacks.push(("axum_prometheus", served(app().layer(layer)), None));
     }
     // The sampled stack last: its export backlog then overlaps only the next warm-up.
     let sampled = stacks

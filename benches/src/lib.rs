@@ -5,7 +5,12 @@
 //! - `benches/render.rs`: `/metrics` rendering time (criterion);
 //! - `src/bin/bench-server.rs`: the same routes over HTTP for `benches/load.sh` (wrk);
 //! - `src/bin/bench-driver.rs`: a fixed number of in-process requests, for callgrind;
-//! - `src/bin/bench-report.rs`: the criterion medians as a table, overhead over bare included.
+//! - `src/bin/bench-report.rs`: the criterion medians as a table, overhead over bare included;
+//! - `benches/export.rs` and [`export`]: the span exporter's conversion and encoding alone;
+//! - [`peer`]: the peer stacks (axum-prometheus, `opentelemetry-instrumentation-tower`).
+
+pub mod export;
+pub mod peer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,6 +162,14 @@ pub enum Stack {
     TracesSampled,
     /// Our full setup with `OTEL_TRACES_SAMPLER=always_off`.
     TracesUnsampled,
+    /// Peer: axum-prometheus's `PrometheusMetricLayer::pair()` (once per process).
+    AxumPrometheus,
+    /// Peer: `opentelemetry-instrumentation-tower`'s layer, metrics only (tracing off), into an
+    /// SDK meter provider with a pull reader ([`peer::otel_tower`]).
+    OtelTowerMetrics,
+    /// Peer: the same layer with tracing on, through an SDK tracer provider that samples
+    /// nothing (compare with [`Stack::TracesUnsampled`]).
+    OtelTowerUnsampled,
 }
 
 impl Stack {
@@ -169,6 +182,13 @@ impl Stack {
         Stack::TracesUnsampled,
     ];
 
+    /// The peer stacks.
+    pub const PEERS: [Stack; 3] = [
+        Stack::AxumPrometheus,
+        Stack::OtelTowerMetrics,
+        Stack::OtelTowerUnsampled,
+    ];
+
     /// The benchmark id.
     pub fn name(self) -> &'static str {
         match self {
@@ -177,16 +197,23 @@ impl Stack {
             Stack::Metrics => "metrics",
             Stack::TracesSampled => "traces_sampled",
             Stack::TracesUnsampled => "traces_unsampled",
+            Stack::AxumPrometheus => "axum_prometheus",
+            Stack::OtelTowerMetrics => "otel_tower_metrics",
+            Stack::OtelTowerUnsampled => "otel_tower_unsampled",
         }
     }
 
     /// Parses [`Stack::name`].
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain(Self::PEERS)
+            .find(|s| s.name() == name)
     }
 
-    /// The instrumented router and its parts (`None` for bare). `otlp` is the receiver's
-    /// gRPC endpoint, used by the traced stacks, which must be built inside a tokio runtime.
+    /// The instrumented router and its parts (`None` for bare and the peers). `otlp` is the
+    /// receiver's gRPC endpoint, used by the traced stacks, which must be built inside a tokio
+    /// runtime (as must axum-prometheus, whose upkeep is a task).
     ///
     /// # Errors
     ///
@@ -203,6 +230,9 @@ impl Stack {
                     None,
                 ))
             }
+            Stack::AxumPrometheus => return Ok((peer::axum_prometheus(), None)),
+            Stack::OtelTowerMetrics => return Ok((peer::otel_tower(false), None)),
+            Stack::OtelTowerUnsampled => return Ok((peer::otel_tower(true), None)),
             Stack::Metrics => metrics_config()?,
             Stack::TracesSampled => full_config(otlp, true)?,
             Stack::TracesUnsampled => full_config(otlp, false)?,

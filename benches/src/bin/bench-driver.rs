@@ -1,17 +1,21 @@
 //! Sends a fixed number of in-process requests through one stack, for instruction counts:
 //!
 //! ```text
-//! bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>
+//! bench-driver <stack> <hello|users> <requests>
 //! valgrind --tool=callgrind target/release/bench-driver metrics hello 10000
 //! valgrind --tool=callgrind target/release/bench-driver metrics hello 30000
 //! ```
 //!
+//! Stacks: ours (`bare`, `noop_layer`, `metrics`, `traces_sampled`, `traces_unsampled`) and the
+//! peers (`axum_prometheus`, `otel_tower_metrics`, `otel_tower_unsampled`).
 //! Per-request instruction counts: run with two request counts and divide the difference of
-//! callgrind's totals by the difference of the counts (setup and shutdown cancel out).
+//! callgrind's totals by the difference of the counts (setup and shutdown cancel out). For a
+//! profile of the request loop alone: `--toggle-collect='*measured_loop*'`.
 //!
 //! ```text
 //! bench-driver compare <hello|users> <rounds> <requests>   # interleaved timing of every stack
 //! bench-driver render <series> <renders>                   # /metrics rendering
+//! bench-driver export <batches>                            # span export CPU, 1 024 spans a batch
 //! ```
 
 use std::time::Instant;
@@ -55,6 +59,61 @@ fn render(series: usize, renders: u64) -> Result<(), Box<dyn std::error::Error>>
     Ok(())
 }
 
+/// `bench-driver export <batches>`: the gRPC exporter's CPU work (copy of the batch, conversion
+/// to OTLP, protobuf encoding, drops) for `batches` batches of 1 024 typical server spans; prints
+/// spans/s by the wall clock and per core of this thread's CPU time. Instructions per span: callgrind's inclusive count of
+/// `export_loop` (or of `clone_batch`, `convert`, `encode`) divided by `batches × 1 024`.
+#[inline(never)]
+fn export(batches: u64) {
+    use soma_benches::export::{batch, resource, BATCH};
+    let spans = batch(BATCH);
+    let resource = resource();
+    let start = Instant::now();
+    let cpu_start = thread_cpu_ns();
+    let bytes = export_loop(&spans, &resource, batches);
+    let cpu = thread_cpu_ns()
+        .zip(cpu_start)
+        .map(|(end, start)| end - start);
+    let elapsed = start.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let spans = batches as f64 * BATCH as f64;
+    println!(
+        "export: {batches} batches of {BATCH} spans, {} bytes per batch, {:.0} spans/s wall clock",
+        bytes / usize::try_from(batches.max(1)).unwrap_or(1),
+        spans / elapsed
+    );
+    // CPU time of this thread holds while other processes share the cores.
+    if let Some(cpu) = cpu {
+        #[allow(clippy::cast_precision_loss)]
+        let cpu = cpu as f64;
+        println!(
+            "export: {:.0} ns of CPU per span, {:.0} spans/s per core of CPU",
+            cpu / spans,
+            spans / cpu * 1e9
+        );
+    }
+}
+
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`, Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+#[inline(never)]
+fn export_loop(
+    spans: &[opentelemetry_sdk::trace::SpanData],
+    resource: &opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema,
+    batches: u64,
+) -> usize {
+    use soma_benches::export::{clone_batch, convert_and_encode};
+    let mut bytes = 0;
+    for _ in 0..batches {
+        bytes += std::hint::black_box(convert_and_encode(clone_batch(spans), resource));
+    }
+    bytes
+}
+
 /// `bench-driver compare <hello|users> <rounds> <requests>`: every stack in turn, `rounds`
 /// times, so that machine drift hits them alike; prints each stack's median ns/request and the
 /// median over rounds of its overhead over bare in the same round.
@@ -67,7 +126,7 @@ fn compare(uri: &'static str, rounds: usize, n: u64) -> Result<(), Box<dyn std::
     let mut stacks = Vec::new();
     {
         let _entered = background.enter();
-        for stack in Stack::ALL {
+        for stack in Stack::ALL.into_iter().chain(Stack::PEERS) {
             let (router, parts) = stack.build(&sink.endpoint())?;
             stacks.push((stack, router, parts));
         }
@@ -112,13 +171,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return render(a.parse()?, b.parse()?);
         }
     }
+    if let [_, mode, batches] = args.as_slice() {
+        if mode == "export" {
+            export(batches.parse()?);
+            return Ok(());
+        }
+    }
     if let [_, mode, route, rounds, n] = args.as_slice() {
         if mode == "compare" {
             let uri = if route == "users" { USER } else { HELLO };
             return compare(uri, rounds.parse()?, n.parse()?);
         }
     }
-    let usage = "usage: bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled> <hello|users> <requests>";
+    let usage = "usage: bench-driver <bare|noop_layer|metrics|traces_sampled|traces_unsampled|axum_prometheus|otel_tower_metrics|otel_tower_unsampled> <hello|users> <requests>";
     let [_, stack, route, n] = args.as_slice() else {
         return Err(usage.into());
     };

@@ -8,13 +8,15 @@
 
 use std::path::{Path, PathBuf};
 
-const STACKS: [&str; 6] = [
+const STACKS: [&str; 8] = [
     "bare",
     "noop_layer",
     "metrics",
     "traces_unsampled",
     "traces_sampled",
     "axum_prometheus",
+    "otel_tower_metrics",
+    "otel_tower_unsampled",
 ];
 
 /// The median of one benchmark, in nanoseconds.
@@ -80,5 +82,16 @@ fn main() {
             },
         );
         println!("| {label} | {cell} |");
+    }
+    println!(
+        "\nSpan export without the network (`export` bench, batches of 1 024 spans), median:\n"
+    );
+    println!("| step | per span | spans/s on one core |");
+    println!("|---|---|---|");
+    for step in ["clone_batch", "convert", "encode", "http_path", "grpc_path"] {
+        if let Some(ns) = median(&dir, &format!("export/{step}")) {
+            let per_span = ns / 1024.0;
+            println!("| {step} | {per_span:.0} ns | {:.0} |", 1e9 / per_span);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The benchmark routes over HTTP, for `benches/load.sh`.
 //!
 //! ```text
-//! bench-server --mode bare|metrics|full [--addr 127.0.0.1:8080] [--otlp http://127.0.0.1:4317]
+//! bench-server --mode bare|metrics|full|otel_tower|axum_prometheus [--addr 127.0.0.1:8080] [--otlp http://127.0.0.1:4317]
 //!              [--protocol grpc|http/protobuf]
 //! bench-server --mode receiver [--addr 127.0.0.1:4317] [--stats 127.0.0.1:4319]
 //!              [--http 127.0.0.1:4318]
@@ -13,6 +13,10 @@
 //!   `--otlp` (or to a receiver started in this process when none is given); other `OTEL_*`
 //!   variables are read from the environment as usual; `--protocol http/protobuf` exports over
 //!   HTTP/protobuf instead (then `--otlp` must be given: the in-process receiver speaks gRPC);
+//! - `otel_tower`: the peer `opentelemetry-instrumentation-tower`, metrics only, into an SDK
+//!   meter provider with a pull reader (no `/metrics` route: nothing scrapes during a run);
+//! - `axum_prometheus`: the peer axum-prometheus (`PrometheusMetricLayer::pair()`, no
+//!   `/metrics` route either);
 //! - `receiver`: a counting OTLP/gRPC receiver; `GET /stats` on `--stats` answers
 //!   `spans N`, `logs N` and `exports N` lines; with `--http`, it also accepts OTLP/HTTP
 //!   (`POST /v1/traces`, `/v1/logs`: answered 200 without decoding, counted in `http_exports N`
@@ -26,7 +30,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use soma_benches::{app, full_config_over, metrics_config, OtlpSink};
+use soma_benches::{app, full_config_over, metrics_config, peer, OtlpSink};
 use soma_observability::Observability;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -72,6 +76,16 @@ async fn main() -> Result<(), Error> {
     match args.mode.as_str() {
         "bare" => {
             axum::serve(listener, app())
+                .with_graceful_shutdown(soma_observability::shutdown_signal())
+                .await?;
+        }
+        "otel_tower" | "axum_prometheus" => {
+            let router = if args.mode == "otel_tower" {
+                peer::otel_tower(false)
+            } else {
+                peer::axum_prometheus()
+            };
+            axum::serve(listener, router)
                 .with_graceful_shutdown(soma_observability::shutdown_signal())
                 .await?;
         }
@@ -137,7 +151,7 @@ async fn main() -> Result<(), Error> {
         }
         other => {
             return Err(
-                format!("--mode must be bare, metrics, full or receiver, not {other:?}").into(),
+                format!("--mode must be bare, metrics, full, otel_tower, axum_prometheus or receiver, not {other:?}").into(),
             )
         }
     }
