@@ -26,6 +26,9 @@
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS}_PROTOCOL` | `grpc` (feature `grpc`) or `http/protobuf` | `http/protobuf` | error; `grpc` without the feature too |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS}_TIMEOUT` | export timeout in milliseconds (> 0) | `10000` | error |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE`, `..._{TRACES,METRICS,LOGS}_CERTIFICATE` | PEM file of the CA certificate(s) that verify the collector's TLS certificate; replaces the system roots (see [`tls`](crate::tls)) | unset: the system roots verify an `https://` endpoint | error (missing file, not PEM, no certificate, or an `http://` endpoint) |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `..._{TRACES,METRICS,LOGS}_CLIENT_CERTIFICATE` | PEM file of this service's client certificate (chain) for mTLS; needs the key below | none | error (as above, or without a key) |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_KEY`, `..._{TRACES,METRICS,LOGS}_CLIENT_KEY` | PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1) | none | error (as above, no private key, or without a certificate) |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
 //! | `OTEL_TRACES_SAMPLER_ARG` | ratio in `[0, 1]` for the `*traceidratio` samplers | `1.0` | error |
 //! | `OTEL_PROPAGATORS` | comma list of `tracecontext`, `baggage`, `none` | `tracecontext,baggage` | error |
@@ -45,6 +48,7 @@
 
 pub use crate::exemplars::ExemplarFilter;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -85,6 +89,33 @@ pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
 /// `OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`.
 pub const OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE` (for OTLP metrics export).
+pub const OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE` (for OTLP metrics export).
+pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_CLIENT_KEY`.
+pub const OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY` (for OTLP metrics export).
+pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY`.
+pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY";
 /// `OTEL_TRACES_SAMPLER`.
 pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 /// `OTEL_TRACES_SAMPLER_ARG`.
@@ -229,6 +260,14 @@ pub struct OtlpConfig {
     pub headers: BTreeMap<String, String>,
     /// How long one export may take.
     pub timeout: Duration,
+    /// PEM file of the CA certificate(s) that verify the collector (`https://` endpoints only);
+    /// `None`: the system roots. See [`tls`](crate::tls).
+    pub certificate: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mTLS; set with
+    /// [`client_key`](Self::client_key).
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key: Option<PathBuf>,
     /// Batch processor: how often a batch is sent.
     pub schedule_delay: Duration,
     /// Batch processor: how many items may wait; more are dropped (and counted).
@@ -360,6 +399,12 @@ impl ObservabilityConfig {
             protocol: generic_protocol,
             headers: generic_headers.as_ref(),
             timeout: generic_timeout,
+            tls: crate::tls::Vars {
+                certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
+                client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+                client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
+            },
+            sdk_disabled: sdk_disabled == Some(true),
         };
         let mut traces = env.otlp(
             &generic,
@@ -369,6 +414,11 @@ impl ObservabilityConfig {
                 protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+                tls: crate::tls::Vars {
+                    certificate: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+                    client_certificate: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+                    client_key: OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+                },
                 schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
                 max_queue_size: OTEL_BSP_MAX_QUEUE_SIZE,
                 max_export_batch_size: OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
@@ -383,6 +433,11 @@ impl ObservabilityConfig {
                 protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+                tls: crate::tls::Vars {
+                    certificate: OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+                    client_certificate: OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+                    client_key: OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+                },
                 schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
                 max_queue_size: OTEL_BLRP_MAX_QUEUE_SIZE,
                 max_export_batch_size: OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
@@ -495,6 +550,10 @@ struct Generic<'a> {
     protocol: Option<Protocol>,
     headers: Option<&'a BTreeMap<String, String>>,
     timeout: Option<Duration>,
+    /// The generic TLS variables (their values are looked up per signal).
+    tls: crate::tls::Vars,
+    /// `OTEL_SDK_DISABLED=true`: nothing is exported, so the TLS files are not checked.
+    sdk_disabled: bool,
 }
 
 /// The variable names of one signal.
@@ -504,6 +563,8 @@ struct SignalVars {
     protocol: &'static str,
     headers: &'static str,
     timeout: &'static str,
+    /// `OTEL_EXPORTER_OTLP_<SIGNAL>_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`.
+    tls: crate::tls::Vars,
     schedule_delay: &'static str,
     max_queue_size: &'static str,
     max_export_batch_size: &'static str,
@@ -598,6 +659,15 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             )?
             .or(generic.timeout)
             .unwrap_or(DEFAULT_EXPORT_TIMEOUT);
+        // Each TLS file: the signal's variable, else the generic one (and which one it was).
+        let file = |signal: &'static str, generic: &'static str| {
+            [signal, generic]
+                .into_iter()
+                .find_map(|var| self.get(var).map(|path| (var, PathBuf::from(path))))
+        };
+        let certificate = file(vars.tls.certificate, generic.tls.certificate);
+        let client_certificate = file(vars.tls.client_certificate, generic.tls.client_certificate);
+        let client_key = file(vars.tls.client_key, generic.tls.client_key);
         let schedule_delay = self
             .parse(
                 vars.schedule_delay,
@@ -628,16 +698,41 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             );
             max_export_batch_size = max_queue_size;
         }
-        Ok(OtlpConfig {
+        // Where each file came from, for the errors; an unset half of the client certificate
+        // pair is named at the level (signal or generic) of the half that is set.
+        let pair_from_signal = [&client_certificate, &client_key]
+            .into_iter()
+            .flatten()
+            .any(|(var, _)| *var == vars.tls.client_certificate || *var == vars.tls.client_key);
+        let unset = |signal, generic| if pair_from_signal { signal } else { generic };
+        let tls_vars = crate::tls::Vars {
+            certificate: certificate.as_ref().map_or(vars.tls.certificate, |f| f.0),
+            client_certificate: client_certificate.as_ref().map_or(
+                unset(vars.tls.client_certificate, generic.tls.client_certificate),
+                |f| f.0,
+            ),
+            client_key: client_key
+                .as_ref()
+                .map_or(unset(vars.tls.client_key, generic.tls.client_key), |f| f.0),
+        };
+        let otlp = OtlpConfig {
             exporter,
             protocol,
             endpoint,
             headers,
             timeout,
+            certificate: certificate.map(|f| f.1),
+            client_certificate: client_certificate.map(|f| f.1),
+            client_key: client_key.map(|f| f.1),
             schedule_delay,
             max_queue_size,
             max_export_batch_size,
-        })
+        };
+        if exporter == ExporterKind::Otlp && !generic.sdk_disabled {
+            // A file that cannot be used is a startup error naming the variable it came from.
+            crate::tls::check(&otlp, &tls_vars)?;
+        }
+        Ok(otlp)
     }
 
     fn sampler(&self) -> Result<Sampler, ConfigError> {

@@ -158,6 +158,7 @@ mod process;
 pub mod propagation;
 pub mod runtime;
 mod serve;
+pub mod tls;
 mod traces;
 
 pub use builder::{

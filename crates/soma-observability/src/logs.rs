@@ -112,14 +112,12 @@ fn build_otlp(
         #[cfg(not(feature = "grpc"))]
         Protocol::Grpc => return Err(crate::features::grpc_disabled(Signal::Logs).into()),
         #[cfg(feature = "grpc")]
-        Protocol::Grpc => builder
-            .with_tonic()
+        Protocol::Grpc => crate::tls::tonic(builder.with_tonic(), otlp, Signal::Logs)?
             .with_endpoint(otlp.endpoint.clone())
             .with_timeout(otlp.timeout)
             .with_metadata(metadata(&otlp.headers)?)
             .build(),
-        Protocol::HttpProtobuf => builder
-            .with_http()
+        Protocol::HttpProtobuf => crate::tls::http(builder.with_http(), otlp, Signal::Logs)?
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(otlp.endpoint.clone())
             .with_timeout(otlp.timeout)

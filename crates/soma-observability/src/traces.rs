@@ -126,8 +126,7 @@ fn otlp_exporter(
         Protocol::Grpc => {
             let runtime = ExportRuntime::new();
             let _entered = runtime.as_ref().map(ExportRuntime::enter);
-            let built = builder
-                .with_tonic()
+            let built = crate::tls::tonic(builder.with_tonic(), otlp, Signal::Traces)?
                 .with_endpoint(otlp.endpoint.clone())
                 .with_timeout(otlp.timeout)
                 .with_metadata(crate::logs::metadata(&otlp.headers)?)
@@ -135,8 +134,7 @@ fn otlp_exporter(
             (built, runtime)
         }
         Protocol::HttpProtobuf => (
-            builder
-                .with_http()
+            crate::tls::http(builder.with_http(), otlp, Signal::Traces)?
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_endpoint(otlp.endpoint.clone())
                 .with_timeout(otlp.timeout)
