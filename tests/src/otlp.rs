@@ -124,12 +124,10 @@ impl FakeOtlp {
     pub async fn start() -> Self {
         let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let otlp = Self {
-            received: Arc::default(),
-            behaviour: Arc::new(Mutex::new(Behaviour::Accept)),
-            grpc_addr: grpc_listener.local_addr().unwrap(),
-            http_addr: http_listener.local_addr().unwrap(),
-        };
+        let otlp = Self::with_addrs(
+            grpc_listener.local_addr().unwrap(),
+            http_listener.local_addr().unwrap(),
+        );
         let grpc = Grpc(otlp.clone());
         tokio::spawn(async move {
             tonic::transport::Server::builder()
@@ -141,8 +139,33 @@ impl FakeOtlp {
                 .await
                 .unwrap();
         });
-        let http_state = otlp.clone();
-        let app = Router::new()
+        let app = otlp.http_router();
+        tokio::spawn(async move { axum::serve(http_listener, app).await.unwrap() });
+        otlp
+    }
+
+    /// A receiver that serves nothing yet: its state, for a server started elsewhere (the TLS
+    /// receiver, [`crate::tls`]) on these addresses.
+    pub fn with_addrs(grpc_addr: SocketAddr, http_addr: SocketAddr) -> Self {
+        Self {
+            received: Arc::default(),
+            behaviour: Arc::new(Mutex::new(Behaviour::Accept)),
+            grpc_addr,
+            http_addr,
+        }
+    }
+
+    /// The OTLP/gRPC trace and logs services, storing into this receiver.
+    pub fn grpc_routes(&self) -> tonic::service::Routes {
+        let grpc = Grpc(self.clone());
+        tonic::service::Routes::new(TraceServiceServer::new(grpc.clone()))
+            .add_service(LogsServiceServer::new(grpc))
+    }
+
+    /// The OTLP/HTTP endpoints (`/v1/traces`, `/v1/logs`), storing into this receiver.
+    pub fn http_router(&self) -> Router {
+        let http_state = self.clone();
+        Router::new()
             .route(
                 "/v1/traces",
                 axum::routing::post({
@@ -174,9 +197,7 @@ impl FakeOtlp {
                             .into_response()
                     }
                 }),
-            );
-        tokio::spawn(async move { axum::serve(http_listener, app).await.unwrap() });
-        otlp
+            )
     }
 
     async fn gate(&self) -> Result<(), u16> {
