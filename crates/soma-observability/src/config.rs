@@ -1036,6 +1036,65 @@ mod tests {
         }
     }
 
+    /// A metrics push signal gets the TLS variables through the same lookup as traces and logs:
+    /// its `SignalVars` names the `OTEL_EXPORTER_OTLP_METRICS_*` forms.
+    #[test]
+    #[cfg(feature = "otlp")]
+    fn a_metrics_signal_reads_its_tls_files_like_the_others() {
+        let pki = soma_system_tests::tls::Pki::generate();
+        let (ca, other_ca) = (
+            pki.ca.display().to_string(),
+            pki.other_ca.display().to_string(),
+        );
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.as_str()),
+            ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", other_ca.as_str()),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let env = Env(&lookup);
+        let generic = Generic {
+            endpoint: Some("https://collector:4318"),
+            protocol: None,
+            headers: None,
+            timeout: None,
+            tls: crate::tls::Vars {
+                certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
+                client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+                client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
+            },
+            sdk_disabled: false,
+        };
+        let metrics = env
+            .otlp(
+                &generic,
+                &SignalVars {
+                    exporter: "OTEL_METRICS_EXPORTER_UNUSED",
+                    endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                    protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+                    headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                    timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+                    tls: crate::tls::Vars {
+                        certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+                        client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+                        client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+                    },
+                    schedule_delay: "OTEL_METRIC_EXPORT_INTERVAL",
+                    max_queue_size: "UNUSED_QUEUE",
+                    max_export_batch_size: "UNUSED_BATCH",
+                    http_path: "/v1/metrics",
+                },
+            )
+            .unwrap();
+        assert_eq!(metrics.certificate, Some(pki.other_ca.clone()));
+        let traces = ObservabilityConfig::from_lookup(lookup).unwrap().traces;
+        assert_eq!(traces.certificate, Some(pki.ca.clone()));
+    }
+
     #[test]
     fn samplers_take_their_ratio() {
         let c = config(&[

@@ -150,6 +150,7 @@ fn load(otlp: &OtlpConfig, vars: &Vars) -> Result<Files, ConfigError> {
                 vars.client_certificate,
                 cert,
                 "this service's client certificate (chain)",
+                Check::EndEntity,
             )?,
             read_key(vars.client_key, key)?,
         )),
@@ -162,6 +163,7 @@ fn load(otlp: &OtlpConfig, vars: &Vars) -> Result<Files, ConfigError> {
                 vars.certificate,
                 path,
                 "the CA certificate(s) that signed the collector's certificate",
+                Check::TrustAnchor,
             )
         })
         .transpose()?;
@@ -183,12 +185,24 @@ fn read(setting: &'static str, path: &Path, holding: &str) -> Result<Vec<u8>, Co
     })
 }
 
-/// The file's bytes, once it is known to hold at least one PEM certificate and nothing broken.
+/// How the certificates of a file are used.
+#[cfg(feature = "otlp")]
+#[derive(Clone, Copy)]
+enum Check {
+    /// Each one verifies the collector.
+    TrustAnchor,
+    /// The first one is this service's; the others are its chain.
+    EndEntity,
+}
+
+/// The file's bytes, once it is known to hold at least one PEM certificate, each of them X.509,
+/// and nothing broken.
 #[cfg(feature = "otlp")]
 fn read_certificates(
     setting: &'static str,
     path: &Path,
     holding: &str,
+    check: Check,
 ) -> Result<Vec<u8>, ConfigError> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::CertificateDer;
@@ -201,8 +215,21 @@ fn read_certificates(
     };
     let mut found = 0_usize;
     for certificate in CertificateDer::pem_slice_iter(&pem) {
-        certificate.map_err(|err| problem(format!("it is not valid PEM ({err})")))?;
+        let certificate =
+            certificate.map_err(|err| problem(format!("it is not valid PEM ({err})")))?;
         found += 1;
+        let parsed = match check {
+            Check::TrustAnchor => webpki::anchor_from_trusted_cert(&certificate).map(drop),
+            Check::EndEntity if found == 1 => {
+                webpki::EndEntityCert::try_from(&certificate).map(drop)
+            }
+            Check::EndEntity => Ok(()),
+        };
+        parsed.map_err(|err| {
+            problem(format!(
+                "certificate {found} in it is not a valid X.509 certificate ({err})"
+            ))
+        })?;
     }
     if found == 0 {
         return Err(problem(

@@ -194,8 +194,22 @@ fn tls_files_that_cannot_be_used_are_startup_errors_naming_variable_and_path() {
     let not_pem = pki.write("notes.txt", "this is not a certificate\n");
     let key_only = pki.server_key.clone();
     let cert_only = pki.server_cert.clone();
+    let not_x509 = pki.write(
+        "garbage.pem",
+        "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
+    );
     let https = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318");
-    let cases: [(&str, &Path, &str); 5] = [
+    let cases: [(&str, &Path, &str); 7] = [
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            &not_x509,
+            "not a valid X.509 certificate",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            &not_x509,
+            "not a valid X.509 certificate",
+        ),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", &missing, "cannot read it"),
         (
             "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
