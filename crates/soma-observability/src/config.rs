@@ -659,15 +659,6 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             )?
             .or(generic.timeout)
             .unwrap_or(DEFAULT_EXPORT_TIMEOUT);
-        // Each TLS file: the signal's variable, else the generic one (and which one it was).
-        let file = |signal: &'static str, generic: &'static str| {
-            [signal, generic]
-                .into_iter()
-                .find_map(|var| self.get(var).map(|path| (var, PathBuf::from(path))))
-        };
-        let certificate = file(vars.tls.certificate, generic.tls.certificate);
-        let client_certificate = file(vars.tls.client_certificate, generic.tls.client_certificate);
-        let client_key = file(vars.tls.client_key, generic.tls.client_key);
         let schedule_delay = self
             .parse(
                 vars.schedule_delay,
@@ -698,32 +689,17 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             );
             max_export_batch_size = max_queue_size;
         }
-        // Where each file came from, for the errors; an unset half of the client certificate
-        // pair is named at the level (signal or generic) of the half that is set.
-        let pair_from_signal = [&client_certificate, &client_key]
-            .into_iter()
-            .flatten()
-            .any(|(var, _)| *var == vars.tls.client_certificate || *var == vars.tls.client_key);
-        let unset = |signal, generic| if pair_from_signal { signal } else { generic };
-        let tls_vars = crate::tls::Vars {
-            certificate: certificate.as_ref().map_or(vars.tls.certificate, |f| f.0),
-            client_certificate: client_certificate.as_ref().map_or(
-                unset(vars.tls.client_certificate, generic.tls.client_certificate),
-                |f| f.0,
-            ),
-            client_key: client_key
-                .as_ref()
-                .map_or(unset(vars.tls.client_key, generic.tls.client_key), |f| f.0),
-        };
+        let (tls_vars, [certificate, client_certificate, client_key]) =
+            self.tls_files(&generic.tls, &vars.tls);
         let otlp = OtlpConfig {
             exporter,
             protocol,
             endpoint,
             headers,
             timeout,
-            certificate: certificate.map(|f| f.1),
-            client_certificate: client_certificate.map(|f| f.1),
-            client_key: client_key.map(|f| f.1),
+            certificate,
+            client_certificate,
+            client_key,
             schedule_delay,
             max_queue_size,
             max_export_batch_size,
@@ -733,6 +709,50 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             crate::tls::check(&otlp, &tls_vars)?;
         }
         Ok(otlp)
+    }
+
+    /// One signal's TLS files (certificate, client certificate, client key): each from the
+    /// signal's variable, else the generic one; and the variable each came from, for errors. An
+    /// unset half of the client certificate pair is named at the level (signal or generic) of
+    /// the half that is set.
+    fn tls_files(
+        &self,
+        generic: &crate::tls::Vars,
+        signal: &crate::tls::Vars,
+    ) -> (crate::tls::Vars, [Option<PathBuf>; 3]) {
+        let file = |signal: &'static str, generic: &'static str| {
+            [signal, generic]
+                .into_iter()
+                .find_map(|var| self.get(var).map(|path| (var, PathBuf::from(path))))
+        };
+        let certificate = file(signal.certificate, generic.certificate);
+        let client_certificate = file(signal.client_certificate, generic.client_certificate);
+        let client_key = file(signal.client_key, generic.client_key);
+        let pair_from_signal = [&client_certificate, &client_key]
+            .into_iter()
+            .flatten()
+            .any(|(var, _)| *var == signal.client_certificate || *var == signal.client_key);
+        let unset = |signal, generic| if pair_from_signal { signal } else { generic };
+        let source = |file: &Option<(&'static str, PathBuf)>, default| {
+            file.as_ref().map_or(default, |f| f.0)
+        };
+        let vars = crate::tls::Vars {
+            certificate: source(&certificate, signal.certificate),
+            client_certificate: source(
+                &client_certificate,
+                unset(signal.client_certificate, generic.client_certificate),
+            ),
+            client_key: source(&client_key, unset(signal.client_key, generic.client_key)),
+        };
+        let path = |file: Option<(&'static str, PathBuf)>| file.map(|f| f.1);
+        (
+            vars,
+            [
+                path(certificate),
+                path(client_certificate),
+                path(client_key),
+            ],
+        )
     }
 
     fn sampler(&self) -> Result<Sampler, ConfigError> {

@@ -30,7 +30,7 @@
 //! another TLS error. Requests to the service are not slowed: exports run on their own thread.
 //!
 //! The OTLP/HTTP exporter reports every failed request as `network error`, without its cause.
-//! Its client here ([`http`]) keeps the cause of the last failed request of the export thread
+//! The client built here for it keeps the cause of the last failed request of the export thread
 //! it runs on, and the warning, written on that thread right after the export, reads it.
 //!
 //! # Crypto
@@ -106,6 +106,7 @@ pub(crate) fn check(otlp: &OtlpConfig, vars: &Vars) -> Result<(), ConfigError> {
 
 /// Without `otlp` nothing is exported: the files are never read.
 #[cfg(not(feature = "otlp"))]
+#[allow(clippy::unnecessary_wraps)] // the signature of the `otlp` build's
 pub(crate) fn check(_otlp: &OtlpConfig, _vars: &Vars) -> Result<(), ConfigError> {
     Ok(())
 }

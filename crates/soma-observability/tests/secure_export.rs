@@ -250,7 +250,7 @@ fn tls_files_that_cannot_be_used_are_startup_errors_naming_variable_and_path() {
         assert!(got_problem.contains(problem), "{var}: {err}");
         let message = format!("{err:?}");
         assert!(
-            message.starts_with(&format!("{var}={:?} cannot be used: ", file)),
+            message.starts_with(&format!("{var}={file:?} cannot be used: ")),
             "{message}"
         );
         assert!(
@@ -397,8 +397,7 @@ fn a_tls_file_set_in_code_is_checked_when_building() {
     let err = Observability::builder("code")
         .with_config(cfg)
         .build()
-        .err()
-        .expect("a missing CA file set in code must fail the build");
+        .expect_err("a missing CA file set in code must fail the build");
     let SetupError::Config(config) = &err else {
         panic!("expected a configuration error, got {err:?}");
     };
