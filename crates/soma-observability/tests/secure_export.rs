@@ -71,14 +71,18 @@ async fn a_wrong_ca_fails_the_export_visibly_and_costs_requests_nothing() {
     capture_warnings();
     let pki = Pki::generate();
     let receiver = TlsOtlp::start(&pki, ClientAuth::None).await;
-    let mut cfg = config(
+    // Traces through the per-signal variable, logs through the generic one: both wrong.
+    let cfg = config(
         &receiver.http_endpoint(),
         "http/protobuf",
-        &[("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &pki.other_ca)],
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &pki.other_ca),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.other_ca),
+        ],
     );
-    cfg.logs.exporter = soma_observability::config::ExporterKind::None;
     let parts = build("tls-wrong-ca", cfg);
     let app = parts.instrument(routes()).unwrap();
+    let _default = tracing::subscriber::set_default(parts.subscriber());
     let took = hit(&app, 20).await;
     assert!(
         took < Duration::from_secs(2),
@@ -104,6 +108,13 @@ async fn a_wrong_ca_fails_the_export_visibly_and_costs_requests_nothing() {
         warning.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
         "{warning}"
     );
+    assert!(
+        wait_for_warning(&["log export failed", "not trusted", "UnknownIssuer"])
+            .await
+            .is_some(),
+        "no warning says the log export failed on the collector's certificate"
+    );
+    assert!(receiver.otlp.logs().is_empty(), "a log record got through");
     assert!(
         !receiver.wait_for_handshake_error(WAIT).await.is_empty(),
         "the receiver saw no failed handshake"
