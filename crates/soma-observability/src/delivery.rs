@@ -121,6 +121,7 @@ pub(crate) fn describe_failure(err: &OTelSdkError, took: Duration, timeout: Dura
     if let Some(cause) = crate::tls::take_transport_failure() {
         detail = format!("{detail}: {cause}");
     }
+    let detail = without_repeats(&detail);
     if let Some(tls) = describe_tls_failure(&detail) {
         tls
     } else if took + Duration::from_millis(100) >= timeout {
@@ -140,6 +141,23 @@ pub(crate) fn describe_failure(err: &OTelSdkError, took: Duration, timeout: Dura
     } else {
         format!("the collector rejected the export ({detail})")
     }
+}
+
+/// `detail` with a `: `-separated run that repeats right after itself said once: error chains
+/// often end in a cause whose message its wrapper already included (`transport error: invalid
+/// peer certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer`).
+fn without_repeats(detail: &str) -> String {
+    let mut parts: Vec<&str> = detail.split(": ").collect();
+    let mut i = 0;
+    while i < parts.len() {
+        let repeated =
+            (1..=(parts.len() - i) / 2).find(|&k| parts[i..i + k] == parts[i + k..i + 2 * k]);
+        match repeated {
+            Some(k) => drop(parts.drain(i + k..i + 2 * k)),
+            None => i += 1,
+        }
+    }
+    parts.join(": ")
 }
 
 /// A TLS failure in `detail` (rustls' error and alert names), in words an operator can act on.
@@ -218,10 +236,11 @@ mod tests {
         let timeout = Duration::from_secs(10);
         let untrusted = OTelSdkError::InternalFailure(
             "TonicTracesClient export failed with gRPC code: Unavailable: transport error: \
-             invalid peer certificate: UnknownIssuer"
+             invalid peer certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer"
                 .into(),
         );
         let why = describe_failure(&untrusted, Duration::from_millis(5), timeout);
+        assert_eq!(why.matches("UnknownIssuer").count(), 1, "{why}");
         assert!(
             why.starts_with("the collector's TLS certificate is not trusted"),
             "{why}"
@@ -243,6 +262,14 @@ mod tests {
         );
         let why = describe_failure(&down, Duration::from_millis(5), timeout);
         assert!(why.contains("could not be reached"), "{why}");
+    }
+
+    #[test]
+    fn repeated_causes_are_said_once() {
+        assert_eq!(without_repeats("a: b: c: b: c"), "a: b: c");
+        assert_eq!(without_repeats("a: a: a"), "a");
+        assert_eq!(without_repeats("a: b: a"), "a: b: a");
+        assert_eq!(without_repeats("network error"), "network error");
     }
 
     #[test]
