@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod promql;
 pub mod services;
+pub mod tls;
 pub mod traffic;
 
 /// The repository's root directory.

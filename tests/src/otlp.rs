@@ -162,12 +162,10 @@ impl FakeOtlp {
     pub async fn start() -> Self {
         let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let otlp = Self {
-            received: Arc::default(),
-            behaviour: Arc::new(Mutex::new(Behaviour::Accept)),
-            grpc_addr: grpc_listener.local_addr().unwrap(),
-            http_addr: http_listener.local_addr().unwrap(),
-        };
+        let otlp = Self::with_addrs(
+            grpc_listener.local_addr().unwrap(),
+            http_listener.local_addr().unwrap(),
+        );
         let grpc = Grpc(otlp.clone());
         tokio::spawn(async move {
             use tonic::codec::CompressionEncoding::Gzip;
@@ -181,8 +179,37 @@ impl FakeOtlp {
                 .await
                 .unwrap();
         });
-        let http_state = otlp.clone();
-        let app = Router::new()
+        let app = otlp.http_router();
+        tokio::spawn(async move { axum::serve(http_listener, app).await.unwrap() });
+        otlp
+    }
+
+    /// A receiver that serves nothing yet: its state, for a server started elsewhere (the TLS
+    /// receiver, [`crate::tls`]) on these addresses.
+    pub fn with_addrs(grpc_addr: SocketAddr, http_addr: SocketAddr) -> Self {
+        Self {
+            received: Arc::default(),
+            behaviour: Arc::new(Mutex::new(Behaviour::Accept)),
+            grpc_addr,
+            http_addr,
+        }
+    }
+
+    /// The OTLP/gRPC trace, logs and metrics services (gzip accepted), storing into this
+    /// receiver.
+    pub fn grpc_routes(&self) -> tonic::service::Routes {
+        use tonic::codec::CompressionEncoding::Gzip;
+        let grpc = Grpc(self.clone());
+        tonic::service::Routes::new(TraceServiceServer::new(grpc.clone()).accept_compressed(Gzip))
+            .add_service(LogsServiceServer::new(grpc.clone()).accept_compressed(Gzip))
+            .add_service(MetricsServiceServer::new(grpc).accept_compressed(Gzip))
+    }
+
+    /// The OTLP/HTTP endpoints (`/v1/traces`, `/v1/logs`, `/v1/metrics`), storing into this
+    /// receiver.
+    pub fn http_router(&self) -> Router {
+        let http_state = self.clone();
+        Router::new()
             .route(
                 "/v1/traces",
                 axum::routing::post({
@@ -236,9 +263,7 @@ impl FakeOtlp {
                             .into_response()
                     }
                 }),
-            );
-        tokio::spawn(async move { axum::serve(http_listener, app).await.unwrap() });
-        otlp
+            )
     }
 
     async fn gate(&self) -> Result<(), u16> {

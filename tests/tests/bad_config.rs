@@ -30,3 +30,25 @@ fn an_invalid_otel_value_prints_the_readable_message() {
         assert!(!stderr.contains("InvalidEnv"), "{service}: {stderr}");
     }
 }
+
+/// A TLS file that cannot be used (issue 13) stops the service the same way, naming the
+/// variable and the path.
+#[test]
+fn a_missing_tls_file_prints_the_variable_and_the_path() {
+    for service in SERVICES {
+        let output = Command::new(binary(service))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318")
+            .env("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/otel/ca.pem")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{service} exited with success");
+        assert!(
+            stderr.starts_with(
+                r#"Error: OTEL_EXPORTER_OTLP_CERTIFICATE="/nonexistent/otel/ca.pem" cannot be used: cannot read it"#
+            ),
+            "{service}: {stderr}"
+        );
+        assert!(!stderr.contains("TlsFile"), "{service}: {stderr}");
+    }
+}

@@ -30,6 +30,9 @@
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | `k=v,k2=v2` sent with every export (percent-decoded) | none | error |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS,METRICS}_TIMEOUT` | timeout of one export request in milliseconds (> 0) | `10000` | error |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION`, `..._{TRACES,LOGS,METRICS}_COMPRESSION` | `gzip` or `none` (case-insensitive) | `none` | error |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE`, `..._{TRACES,METRICS,LOGS}_CERTIFICATE` | PEM file of the CA certificate(s) that verify the collector's TLS certificate; replaces the system roots (see [`tls`](crate::tls)) | unset: the system roots verify an `https://` endpoint | error (missing file, not PEM, no certificate, or an `http://` endpoint) |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `..._{TRACES,METRICS,LOGS}_CLIENT_CERTIFICATE` | PEM file of this service's client certificate (chain) for mTLS; needs the key below | none | error (as above, or without a key) |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_KEY`, `..._{TRACES,METRICS,LOGS}_CLIENT_KEY` | PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1) | none | error (as above, no private key, or without a certificate) |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` | error |
 //! | `OTEL_TRACES_SAMPLER_ARG` | ratio in `[0, 1]` for the `*traceidratio` samplers | `1.0` | error |
 //! | `OTEL_PROPAGATORS` | comma list of `tracecontext`, `baggage`, `none` | `tracecontext,baggage` | error |
@@ -85,6 +88,7 @@
 
 pub use crate::exemplars::ExemplarFilter;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -148,6 +152,33 @@ pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
 /// `OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`.
 pub const OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE` (for OTLP metrics export).
+pub const OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE` (for OTLP metrics export).
+pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE`.
+pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE";
+/// `OTEL_EXPORTER_OTLP_CLIENT_KEY`.
+pub const OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY`.
+pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY` (for OTLP metrics export).
+pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
+/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY`.
+pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY";
 /// `OTEL_TRACES_SAMPLER`.
 pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 /// `OTEL_TRACES_SAMPLER_ARG`.
@@ -322,6 +353,14 @@ pub struct OtlpConfig {
     pub timeout: Duration,
     /// How export requests are compressed.
     pub compression: Compression,
+    /// PEM file of the CA certificate(s) that verify the collector (`https://` endpoints only);
+    /// `None`: the system roots. See [`tls`](crate::tls).
+    pub certificate: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mTLS; set with
+    /// [`client_key`](Self::client_key).
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key: Option<PathBuf>,
     /// Batch processor: how often a batch is sent. For metrics: the export interval
     /// (`OTEL_METRIC_EXPORT_INTERVAL`).
     pub schedule_delay: Duration,
@@ -475,6 +514,12 @@ impl ObservabilityConfig {
             headers: generic_headers.as_ref(),
             timeout: generic_timeout,
             compression: generic_compression,
+            tls: crate::tls::Vars {
+                certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
+                client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+                client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
+            },
+            sdk_disabled: sdk_disabled == Some(true),
         };
         let mut traces = env.otlp(
             &generic,
@@ -485,6 +530,11 @@ impl ObservabilityConfig {
                 headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
                 compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+                tls: crate::tls::Vars {
+                    certificate: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+                    client_certificate: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+                    client_key: OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+                },
                 schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
                 default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
                 max_queue_size: Some(OTEL_BSP_MAX_QUEUE_SIZE),
@@ -501,6 +551,11 @@ impl ObservabilityConfig {
                 headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
                 compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
+                tls: crate::tls::Vars {
+                    certificate: OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+                    client_certificate: OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+                    client_key: OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+                },
                 schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
                 default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
                 max_queue_size: Some(OTEL_BLRP_MAX_QUEUE_SIZE),
@@ -521,6 +576,11 @@ impl ObservabilityConfig {
                 headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
                 compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+                tls: crate::tls::Vars {
+                    certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+                    client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+                    client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+                },
                 schedule_delay: OTEL_METRIC_EXPORT_INTERVAL,
                 default_schedule_delay: DEFAULT_METRIC_EXPORT_INTERVAL,
                 max_queue_size: None,
@@ -669,6 +729,10 @@ struct Generic<'a> {
     headers: Option<&'a BTreeMap<String, String>>,
     timeout: Option<Duration>,
     compression: Option<Compression>,
+    /// The generic TLS variables (their values are looked up per signal).
+    tls: crate::tls::Vars,
+    /// `OTEL_SDK_DISABLED=true`: nothing is exported, so the TLS files are not checked.
+    sdk_disabled: bool,
 }
 
 /// The variable names of one signal (metrics have no queue).
@@ -678,6 +742,8 @@ struct SignalVars {
     headers: &'static str,
     timeout: &'static str,
     compression: &'static str,
+    /// `OTEL_EXPORTER_OTLP_<SIGNAL>_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`.
+    tls: crate::tls::Vars,
     schedule_delay: &'static str,
     default_schedule_delay: Duration,
     max_queue_size: Option<&'static str>,
@@ -820,17 +886,71 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             );
             max_export_batch_size = max_queue_size;
         }
-        Ok(OtlpConfig {
+        let (tls_vars, [certificate, client_certificate, client_key]) =
+            self.tls_files(&generic.tls, &vars.tls);
+        let otlp = OtlpConfig {
             exporter,
             protocol,
             endpoint,
             headers,
             timeout,
             compression,
+            certificate,
+            client_certificate,
+            client_key,
             schedule_delay,
             max_queue_size,
             max_export_batch_size,
-        })
+        };
+        if exporter == ExporterKind::Otlp && !generic.sdk_disabled {
+            // A file that cannot be used is a startup error naming the variable it came from.
+            crate::tls::check(&otlp, &tls_vars)?;
+        }
+        Ok(otlp)
+    }
+
+    /// One signal's TLS files (certificate, client certificate, client key): each from the
+    /// signal's variable, else the generic one; and the variable each came from, for errors. An
+    /// unset half of the client certificate pair is named at the level (signal or generic) of
+    /// the half that is set.
+    fn tls_files(
+        &self,
+        generic: &crate::tls::Vars,
+        signal: &crate::tls::Vars,
+    ) -> (crate::tls::Vars, [Option<PathBuf>; 3]) {
+        let file = |signal: &'static str, generic: &'static str| {
+            [signal, generic]
+                .into_iter()
+                .find_map(|var| self.get(var).map(|path| (var, PathBuf::from(path))))
+        };
+        let certificate = file(signal.certificate, generic.certificate);
+        let client_certificate = file(signal.client_certificate, generic.client_certificate);
+        let client_key = file(signal.client_key, generic.client_key);
+        let pair_from_signal = [&client_certificate, &client_key]
+            .into_iter()
+            .flatten()
+            .any(|(var, _)| *var == signal.client_certificate || *var == signal.client_key);
+        let unset = |signal, generic| if pair_from_signal { signal } else { generic };
+        let source = |file: &Option<(&'static str, PathBuf)>, default| {
+            file.as_ref().map_or(default, |f| f.0)
+        };
+        let vars = crate::tls::Vars {
+            certificate: source(&certificate, signal.certificate),
+            client_certificate: source(
+                &client_certificate,
+                unset(signal.client_certificate, generic.client_certificate),
+            ),
+            client_key: source(&client_key, unset(signal.client_key, generic.client_key)),
+        };
+        let path = |file: Option<(&'static str, PathBuf)>| file.map(|f| f.1);
+        (
+            vars,
+            [
+                path(certificate),
+                path(client_certificate),
+                path(client_key),
+            ],
+        )
     }
 
     fn sampler(&self) -> Result<Sampler, ConfigError> {
@@ -1261,6 +1381,33 @@ mod tests {
             assert_eq!(c.trusted_proto_header, expected, "{value:?}");
             assert!(!c.tls_listener);
         }
+    }
+
+    /// A metrics push signal gets the TLS variables through the same lookup as traces and logs:
+    /// its `SignalVars` names the `OTEL_EXPORTER_OTLP_METRICS_*` forms.
+    #[test]
+    #[cfg(feature = "otlp")]
+    fn a_metrics_signal_reads_its_tls_files_like_the_others() {
+        let pki = soma_system_tests::tls::Pki::generate();
+        let (ca, other_ca) = (
+            pki.ca.display().to_string(),
+            pki.other_ca.display().to_string(),
+        );
+        let vars = [
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.as_str()),
+            ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", other_ca.as_str()),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let config = ObservabilityConfig::from_lookup(lookup).unwrap();
+        let metrics = config.metrics;
+        assert_eq!(metrics.certificate, Some(pki.other_ca.clone()));
+        assert_eq!(config.traces.certificate, Some(pki.ca.clone()));
     }
 
     #[test]

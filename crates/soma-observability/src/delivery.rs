@@ -110,12 +110,21 @@ pub(crate) fn worth_an_attempt(last_failure: Option<Duration>, deadline: Instant
 ///
 /// The exporters call a refused connection and an answer that never came alike "network
 /// error"; the time the attempt took tells them apart.
+///
+/// The OTLP/HTTP exporter calls every failed request "network error": the cause its client
+/// kept on this thread (see [`tls`](crate::tls)) is added, so a TLS failure reads as one.
 pub(crate) fn describe_failure(err: &OTelSdkError, took: Duration, timeout: Duration) -> String {
-    let detail = match err {
+    let mut detail = match err {
         OTelSdkError::InternalFailure(message) => message.clone(),
         other => other.to_string(),
     };
-    if took + Duration::from_millis(100) >= timeout {
+    if let Some(cause) = crate::tls::take_transport_failure() {
+        detail = format!("{detail}: {cause}");
+    }
+    let detail = without_repeats(&detail);
+    if let Some(tls) = describe_tls_failure(&detail) {
+        tls
+    } else if took + Duration::from_millis(100) >= timeout {
         format!(
             "the collector did not answer within the export timeout ({timeout:?}, \
              OTEL_EXPORTER_OTLP_TIMEOUT): it accepts connections but hangs, or is unreachable \
@@ -131,6 +140,67 @@ pub(crate) fn describe_failure(err: &OTelSdkError, took: Duration, timeout: Dura
         )
     } else {
         format!("the collector rejected the export ({detail})")
+    }
+}
+
+/// `detail` with a `: `-separated run that repeats right after itself said once: error chains
+/// often end in a cause whose message its wrapper already included (`transport error: invalid
+/// peer certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer`).
+fn without_repeats(detail: &str) -> String {
+    let mut parts: Vec<&str> = detail.split(": ").collect();
+    let mut i = 0;
+    while i < parts.len() {
+        let repeated =
+            (1..=(parts.len() - i) / 2).find(|&k| parts[i..i + k] == parts[i + k..i + 2 * k]);
+        match repeated {
+            Some(k) => drop(parts.drain(i + k..i + 2 * k)),
+            None => i += 1,
+        }
+    }
+    parts.join(": ")
+}
+
+/// A TLS failure in `detail` (rustls' error and alert names), in words an operator can act on.
+fn describe_tls_failure(detail: &str) -> Option<String> {
+    let lower = detail.to_ascii_lowercase();
+    let has = |marks: &[&str]| marks.iter().any(|mark| lower.contains(mark));
+    if has(&[
+        "invalid peer certificate",
+        "unknownissuer",
+        "notvalidforname",
+    ]) {
+        Some(format!(
+            "the collector's TLS certificate is not trusted ({detail}); check \
+             OTEL_EXPORTER_OTLP_CERTIFICATE (or its per-signal form): it must name the CA that \
+             signed the collector's certificate (unset: the system roots), and the endpoint's \
+             host must be in the certificate"
+        ))
+    } else if has(&[
+        "certificaterequired",
+        "certificate required",
+        "peer sent no certificates",
+        "badcertificate",
+        "unknownca",
+        "certificateunknown",
+    ]) {
+        Some(format!(
+            "the collector refused this service's TLS client certificate, or needs one \
+             ({detail}); set OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and \
+             OTEL_EXPORTER_OTLP_CLIENT_KEY (or their per-signal forms) to a certificate the \
+             collector's CA signed"
+        ))
+    } else if has(&[
+        "tls",
+        "handshake",
+        "received fatal alert",
+        "invalidcontenttype",
+    ]) {
+        Some(format!(
+            "the TLS handshake with the collector failed ({detail}); check that the collector \
+             serves TLS on this https:// endpoint, and OTEL_EXPORTER_OTLP_CERTIFICATE"
+        ))
+    } else {
+        None
     }
 }
 
@@ -159,6 +229,47 @@ mod tests {
             OTelSdkError::InternalFailure("HTTP export failed with status code: 503".into());
         let rejected = describe_failure(&status, Duration::from_secs(4), timeout);
         assert!(rejected.contains("rejected the export"), "{rejected}");
+    }
+
+    #[test]
+    fn tls_failures_say_which_certificate_to_check() {
+        let timeout = Duration::from_secs(10);
+        let untrusted = OTelSdkError::InternalFailure(
+            "TonicTracesClient export failed with gRPC code: Unavailable: transport error: \
+             invalid peer certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer"
+                .into(),
+        );
+        let why = describe_failure(&untrusted, Duration::from_millis(5), timeout);
+        assert_eq!(why.matches("UnknownIssuer").count(), 1, "{why}");
+        assert!(
+            why.starts_with("the collector's TLS certificate is not trusted"),
+            "{why}"
+        );
+        assert!(why.contains("UnknownIssuer") && why.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+        let refused = OTelSdkError::InternalFailure(
+            "HTTP export failed: network error: received fatal alert: CertificateRequired".into(),
+        );
+        let why = describe_failure(&refused, Duration::from_millis(5), timeout);
+        assert!(
+            why.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+            "{why}"
+        );
+        // A refused TCP connection is still one, TLS or not.
+        let down = OTelSdkError::InternalFailure(
+            "HTTP export failed: network error: error sending request: tcp connect error: \
+             Connection refused (os error 111)"
+                .into(),
+        );
+        let why = describe_failure(&down, Duration::from_millis(5), timeout);
+        assert!(why.contains("could not be reached"), "{why}");
+    }
+
+    #[test]
+    fn repeated_causes_are_said_once() {
+        assert_eq!(without_repeats("a: b: c: b: c"), "a: b: c");
+        assert_eq!(without_repeats("a: a: a"), "a");
+        assert_eq!(without_repeats("a: b: a"), "a: b: a");
+        assert_eq!(without_repeats("network error"), "network error");
     }
 
     #[test]

@@ -59,6 +59,22 @@ pub enum ConfigError {
         /// Why the value was rejected.
         reason: String,
     },
+    /// A TLS file (`OTEL_EXPORTER_OTLP_*CERTIFICATE`, `OTEL_EXPORTER_OTLP_*CLIENT_KEY`) cannot be
+    /// used: it is missing, unreadable, not PEM, or holds no certificate or no private key.
+    ///
+    /// The message names the setting, the path and what the file must hold, e.g.
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE="/etc/otel/ca.pem" cannot be used: cannot read it (No
+    /// such file or directory (os error 2)); it must be a PEM file holding the CA certificate(s)
+    /// that signed the collector's certificate`.
+    #[error("{setting}={path:?} cannot be used: {problem}")]
+    TlsFile {
+        /// The variable (or, for configuration set in code, the field) naming the file.
+        setting: &'static str,
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// What is wrong with it and what it must hold.
+        problem: String,
+    },
     /// A setting asks for an exporter or transport this build of the crate was compiled without
     /// (see the [Cargo features](crate#cargo-features)).
     #[error(

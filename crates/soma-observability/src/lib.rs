@@ -108,8 +108,8 @@
 //!
 //! | Feature | Default | What it adds | Crates it pulls in |
 //! |---|---|---|---|
-//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` |
-//! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic`, `h2`, `tower`'s balancing stack |
+//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` with its rustls TLS (aws-lc-rs, the platform verifier: `https://` endpoints, see [`tls`]) |
+//! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic` (with rustls on the same aws-lc-rs provider, and the system roots), `h2`, `tower`'s balancing stack |
 //! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
 //!
 //! Metrics (`/metrics`), the HTTP layer, spans in process, the `console` exporters and stdout
@@ -199,6 +199,7 @@ mod propagation;
 pub mod runtime;
 mod scrape;
 mod serve;
+pub mod tls;
 mod traces;
 
 pub use builder::{

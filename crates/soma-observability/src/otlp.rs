@@ -66,12 +66,15 @@ macro_rules! build_exporter {
                     let _entered = runtime
                         .as_ref()
                         .and_then($crate::otlp::ExportRuntime::enter);
-                    $crate::otlp::grpc($builder.with_tonic(), otlp)?
-                        .build()
-                        .map(|exporter| (exporter, runtime))
+                    $crate::otlp::grpc(
+                        $crate::tls::tonic($builder.with_tonic(), otlp, signal)?,
+                        otlp,
+                    )?
+                    .build()
+                    .map(|exporter| (exporter, runtime))
                 }
                 $crate::config::Protocol::HttpProtobuf => {
-                    $crate::otlp::http($builder.with_http(), otlp)
+                    $crate::otlp::http($crate::tls::http($builder.with_http(), otlp, signal)?, otlp)
                         .build()
                         .map(|exporter| (exporter, None::<$crate::otlp::ExportRuntime>))
                 }
