@@ -153,7 +153,8 @@
 //! | `client.rs` | [`HttpClient`]: the instrumented outgoing client |
 //! | `propagation.rs` | the propagator: strict W3C `traceparent`, bounded `tracestate` |
 //! | `traces.rs` | the tracer provider, sampler and exporter |
-//! | `logs.rs` | the `tracing` subscriber: stdout and OTLP logs |
+//! | `logs.rs` | the logger provider and its exporter (OTLP logs) |
+//! | `subscriber.rs` | the `tracing` subscriber: stdout, spans and events to the providers |
 //! | `metrics.rs` | the meter provider, its buckets and views |
 //! | `deferred.rs` | instruments from [`get_meter`] made before setup |
 //! | `exemplars.rs` | exemplars: the trace of a sampled measurement per bucket |
@@ -199,6 +200,7 @@ mod propagation;
 pub mod runtime;
 mod scrape;
 mod serve;
+mod subscriber;
 pub mod tls;
 mod traces;
 

@@ -379,7 +379,7 @@ impl<E: PushMetricExporter> PushThread<E> {
                 ),
                 err => crate::delivery::describe_failure(&err, took, self.inner.settings.request_timeout),
             };
-            // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
+            // Rate-limited on stdout, never exported (see `subscriber`); counted on /metrics.
             tracing::warn!(data_points = n, took = ?took, "metric push failed: {why}; {n} data point(s) not delivered");
             why
         })

@@ -401,7 +401,7 @@ impl ExportThread {
         if abandoned {
             return Some(took);
         }
-        // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
+        // Rate-limited on stdout, never exported (see `subscriber`); counted on /metrics.
         tracing::warn!(spans = n, took = ?took, "span export failed: {why}; {n} span(s) lost");
         Some(took)
     }
