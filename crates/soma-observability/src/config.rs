@@ -91,6 +91,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::HeaderName;
+
 use crate::error::ConfigError;
 
 /// `OTEL_SERVICE_NAME`.
@@ -337,6 +339,53 @@ pub enum ProtoHeader {
     Forwarded,
 }
 
+/// The most header names one list of [`HeaderCapture`] may hold.
+pub const MAX_CAPTURED_HEADERS: usize = 32;
+
+/// Which headers become span attributes (see [`http::headers`](crate::http::headers)). Names are
+/// case-insensitive; every list is empty by default.
+///
+/// ```
+/// use soma_observability::http::HeaderCapture;
+///
+/// let capture = HeaderCapture {
+///     server_request: vec!["X-Request-Id".into(), "Accept".into()],
+///     server_response: vec!["Content-Type".into()],
+///     sanitize: vec!["X-Tenant-Secret-Ish".into()],
+///     ..HeaderCapture::default()
+/// };
+/// # let _ = capture;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderCapture {
+    /// Request headers recorded on server spans (`http.request.header.<name>`).
+    pub server_request: Vec<String>,
+    /// Response headers recorded on server spans (`http.response.header.<name>`).
+    pub server_response: Vec<String>,
+    /// Request headers recorded on [`HttpClient`](crate::HttpClient) spans.
+    pub client_request: Vec<String>,
+    /// Response headers recorded on [`HttpClient`](crate::HttpClient) spans.
+    pub client_response: Vec<String>,
+    /// Extra headers whose values are redacted, besides the always-sensitive ones.
+    pub sanitize: Vec<String>,
+}
+
+/// Parses a comma-separated list of header names (the environment's form); `None` if a name is
+/// not a valid header name or there are more than [`MAX_CAPTURED_HEADERS`].
+pub(crate) fn parse_names(value: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let valid = names.len() <= MAX_CAPTURED_HEADERS
+        && names
+            .iter()
+            .all(|n| HeaderName::from_bytes(n.as_bytes()).is_ok());
+    valid.then_some(names)
+}
+
 /// Where and how one signal (traces, logs or pushed metrics) is exported over OTLP.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -369,6 +418,18 @@ pub struct OtlpConfig {
     pub max_queue_size: usize,
     /// Batch processor: how many items one export carries. Not used by metrics.
     pub max_export_batch_size: usize,
+}
+
+impl OtlpConfig {
+    /// The endpoint and TLS files, as [`tls`](crate::tls) checks and applies them.
+    pub(crate) fn tls(&self) -> crate::tls::Settings<'_> {
+        crate::tls::Settings {
+            endpoint: &self.endpoint,
+            certificate: self.certificate.as_deref(),
+            client_certificate: self.client_certificate.as_deref(),
+            client_key: self.client_key.as_deref(),
+        }
+    }
 }
 
 /// All telemetry settings, typed and validated.
@@ -415,7 +476,7 @@ pub struct ObservabilityConfig {
     /// Whether `/metrics` shows the tokio runtime metrics (see [`runtime`](crate::runtime)).
     pub runtime_metrics: bool,
     /// Which HTTP headers become span attributes (see [`http::headers`](crate::http::headers)).
-    pub capture_headers: crate::http::HeaderCapture,
+    pub capture_headers: HeaderCapture,
     /// `SOMA_TRUSTED_PROTO_HEADER`: the proxy header trusted for `url.scheme` (`None`: the
     /// listener's scheme, whatever the request says).
     pub trusted_proto_header: Option<ProtoHeader>,
@@ -609,11 +670,11 @@ impl ObservabilityConfig {
             .unwrap_or(DEFAULT_METRIC_EXPORT_TIMEOUT);
         if sdk_disabled != Some(true) {
             // What this build was compiled without is an error, never ignored.
-            crate::features::resolve_env(&mut traces, crate::Signal::Traces, |var| env.get(var))?;
-            crate::features::resolve_env(&mut logs, crate::Signal::Logs, |var| env.get(var))?;
+            env.resolve_features(&mut traces, crate::Signal::Traces)?;
+            env.resolve_features(&mut logs, crate::Signal::Logs)?;
         }
         // Metrics are not turned off by OTEL_SDK_DISABLED (they never were): check them always.
-        crate::features::resolve_env(&mut metrics, crate::Signal::Metrics, |var| env.get(var))?;
+        env.resolve_features(&mut metrics, crate::Signal::Metrics)?;
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
             resource_attributes: env
@@ -778,16 +839,59 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             .transpose()
     }
 
-    fn capture_headers(&self) -> Result<crate::http::HeaderCapture, ConfigError> {
+    /// Checks `otlp`, read from the environment, against this build's features (see
+    /// `features`); without `otlp` and with no variable asking for it, the exporter is none.
+    fn resolve_features(
+        &self,
+        otlp: &mut OtlpConfig,
+        signal: crate::Signal,
+    ) -> Result<(), ConfigError> {
+        let (exporter, endpoint, protocol) = match signal {
+            crate::Signal::Logs => (
+                OTEL_LOGS_EXPORTER,
+                OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+                OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+            ),
+            crate::Signal::Metrics => (
+                OTEL_METRICS_EXPORTER,
+                OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+                OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+            ),
+            _ => (
+                OTEL_TRACES_EXPORTER,
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            ),
+        };
+        let vars = crate::features::Vars {
+            exporter,
+            endpoint,
+            protocol,
+            any_endpoint: OTEL_EXPORTER_OTLP_ENDPOINT,
+            any_protocol: OTEL_EXPORTER_OTLP_PROTOCOL,
+        };
+        let asked = crate::features::Asked {
+            otlp: otlp.exporter == ExporterKind::Otlp,
+            grpc: otlp.protocol == Protocol::Grpc,
+        };
+        if crate::features::resolve_env(&vars, asked, |var| self.get(var))?
+            == crate::features::Resolved::NoExporter
+        {
+            otlp.exporter = ExporterKind::None;
+        }
+        Ok(())
+    }
+
+    fn capture_headers(&self) -> Result<HeaderCapture, ConfigError> {
         let list = |var| {
             self.parse(
                 var,
                 "comma-separated HTTP header names (at most 32)",
-                crate::http::headers::parse_names,
+                parse_names,
             )
             .map(Option::unwrap_or_default)
         };
-        Ok(crate::http::HeaderCapture {
+        Ok(HeaderCapture {
             server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
             server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
             client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
@@ -904,7 +1008,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         };
         if exporter == ExporterKind::Otlp && !generic.sdk_disabled {
             // A file that cannot be used is a startup error naming the variable it came from.
-            crate::tls::check(&otlp, &tls_vars)?;
+            crate::tls::check(otlp.tls(), &tls_vars)?;
         }
         Ok(otlp)
     }
@@ -1090,6 +1194,20 @@ fn parse_propagators(value: &str) -> Option<Vec<Propagator>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_lists_are_trimmed_lowercased_and_bounded() {
+        assert_eq!(
+            parse_names(" X-Request-Id, ,accept "),
+            Some(vec!["x-request-id".to_owned(), "accept".to_owned()])
+        );
+        assert_eq!(parse_names("bad header"), None);
+        let many = (0..=MAX_CAPTURED_HEADERS)
+            .map(|i| format!("x-{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(parse_names(&many), None);
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
         let vars: Vec<(String, String)> = vars

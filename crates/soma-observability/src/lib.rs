@@ -133,10 +133,10 @@
 //!
 //! # Where things live
 //!
-//! One concept per module; no two modules import each other, except `config.rs` with
-//! `features.rs` and `logs.rs` with `traces.rs` (still to be untangled, as is `config.rs` calling
-//! into `http::headers`). Private modules are named by file, for readers of the source; the
-//! files of [`http`] are listed in `http/mod.rs`.
+//! One concept per module, and no import cycle between modules: [`config`] is parsed data and
+//! uses only `error.rs`, `exemplars.rs` (its filter type), `features.rs` and [`tls`] (which know
+//! nothing of it); everything else builds on it. Private modules are named by file, for readers of the source; the files of
+//! [`http`] are listed in `http/mod.rs`.
 //!
 //! | Module | The one concept it holds |
 //! |---|---|

@@ -67,17 +67,18 @@ macro_rules! build_exporter {
                         .as_ref()
                         .and_then($crate::otlp::ExportRuntime::enter);
                     $crate::otlp::grpc(
-                        $crate::tls::tonic($builder.with_tonic(), otlp, signal)?,
+                        $crate::tls::tonic($builder.with_tonic(), otlp.tls(), signal)?,
                         otlp,
                     )?
                     .build()
                     .map(|exporter| (exporter, runtime))
                 }
-                $crate::config::Protocol::HttpProtobuf => {
-                    $crate::otlp::http($crate::tls::http($builder.with_http(), otlp, signal)?, otlp)
-                        .build()
-                        .map(|exporter| (exporter, None::<$crate::otlp::ExportRuntime>))
-                }
+                $crate::config::Protocol::HttpProtobuf => $crate::otlp::http(
+                    $crate::tls::http($builder.with_http(), otlp.tls(), otlp.timeout, signal)?,
+                    otlp,
+                )
+                .build()
+                .map(|exporter| (exporter, None::<$crate::otlp::ExportRuntime>)),
             };
             built.map_err(|source| $crate::error::SetupError::Exporter { signal, source })
         })()

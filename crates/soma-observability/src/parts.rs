@@ -169,7 +169,7 @@ impl ObservabilityParts {
             .map_err(|_| SetupError::RouteConflict(endpoint::METRICS_PATH))
     }
 
-    /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`]) is set, serves
+    /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`](crate::ObservabilityConfig::metrics_address)) is set, serves
     /// `/metrics` on that address from a background task and returns the bound address; the
     /// application's router then has no `/metrics` (see [`instrument`](Self::instrument)).
     /// Returns `Ok(None)` when no separate address is configured.
