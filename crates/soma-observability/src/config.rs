@@ -6,8 +6,10 @@
 //!
 //! # Precedence
 //!
-//! Values set in code (the `with_*` methods of [`ObservabilityBuilder`](crate::ObservabilityBuilder)
-//! and of this type) beat the environment, which beats the defaults documented below.
+//! Values set in code (the `with_*` methods of [`ObservabilityBuilder`](crate::ObservabilityBuilder),
+//! or the fields of an [`ObservabilityConfig`] changed before it is given to
+//! [`with_config`](crate::ObservabilityBuilder::with_config)) beat the environment, which beats
+//! the defaults documented below.
 //! Signal-specific variables (`OTEL_EXPORTER_OTLP_TRACES_*`) beat the generic ones
 //! (`OTEL_EXPORTER_OTLP_*`).
 //!
@@ -95,139 +97,79 @@ use axum::http::HeaderName;
 
 use crate::error::ConfigError;
 
-/// `OTEL_SERVICE_NAME`.
-pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
-/// `OTEL_RESOURCE_ATTRIBUTES`.
-pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
-/// `OTEL_SDK_DISABLED`.
-pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
-/// `OTEL_TRACES_EXPORTER`.
-pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
-/// `OTEL_LOGS_EXPORTER`.
-pub const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
-/// `OTEL_METRICS_EXPORTER`.
-pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
-/// `OTEL_METRIC_EXPORT_INTERVAL`.
-pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
-/// `OTEL_METRIC_EXPORT_TIMEOUT`.
-pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
-pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
-    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-/// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_METRICS_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
-/// `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_LOGS_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_METRICS_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
-/// `OTEL_EXPORTER_OTLP_LOGS_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_LOGS_HEADERS: &str = "OTEL_EXPORTER_OTLP_LOGS_HEADERS";
-/// `OTEL_EXPORTER_OTLP_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE` (for OTLP metrics export).
-pub const OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: &str =
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE` (for OTLP metrics export).
-pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE: &str =
-    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE: &str =
-    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_CLIENT_KEY`.
-pub const OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
-/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY`.
-pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY";
-/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY` (for OTLP metrics export).
-pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
-/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY`.
-pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY";
-/// `OTEL_TRACES_SAMPLER`.
-pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
-/// `OTEL_TRACES_SAMPLER_ARG`.
-pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
-/// `OTEL_PROPAGATORS`.
-pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
-/// `OTEL_BSP_SCHEDULE_DELAY`.
-pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
-/// `OTEL_BSP_MAX_QUEUE_SIZE`.
-pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
-/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
-pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
-/// `OTEL_BLRP_SCHEDULE_DELAY`.
-pub const OTEL_BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
-/// `OTEL_BLRP_MAX_QUEUE_SIZE`.
-pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
-/// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`.
-pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
-/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
-pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS";
-/// `RUST_LOG`.
-pub const RUST_LOG: &str = "RUST_LOG";
-/// `OTEL_METRICS_EXEMPLAR_FILTER`.
-pub const OTEL_METRICS_EXEMPLAR_FILTER: &str = "OTEL_METRICS_EXEMPLAR_FILTER";
-/// `SOMA_LOG_FORMAT`.
-pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
-/// `SOMA_METRICS_ADDR`.
-pub const SOMA_METRICS_ADDR: &str = "SOMA_METRICS_ADDR";
-/// `SOMA_RUNTIME_METRICS`.
-pub const SOMA_RUNTIME_METRICS: &str = "SOMA_RUNTIME_METRICS";
-/// `SOMA_TRUSTED_PROTO_HEADER`.
-pub const SOMA_TRUSTED_PROTO_HEADER: &str = "SOMA_TRUSTED_PROTO_HEADER";
+/// Declares each variable's name as a constant of the same name, documented by the
+/// [table of variables](self#variables), the one place that explains them.
+macro_rules! variables {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("`", stringify!($name), "`: see [Variables](self#variables).")]
+        pub const $name: &str = stringify!($name);
+    )*};
+}
+
+variables! {
+    OTEL_SERVICE_NAME,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_SDK_DISABLED,
+    OTEL_TRACES_EXPORTER,
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+    OTEL_PROPAGATORS,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BLRP_SCHEDULE_DELAY,
+    OTEL_BLRP_MAX_QUEUE_SIZE,
+    OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+    RUST_LOG,
+    OTEL_METRICS_EXEMPLAR_FILTER,
+    SOMA_LOG_FORMAT,
+    SOMA_METRICS_ADDR,
+    SOMA_RUNTIME_METRICS,
+    SOMA_TRUSTED_PROTO_HEADER,
+}
 
 /// Where a signal is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -533,232 +475,31 @@ impl ObservabilityConfig {
     /// # Errors
     ///
     /// [`ConfigError::InvalidEnv`] for the first variable whose value cannot be used.
-    #[allow(clippy::too_many_lines)] // one statement per variable reads best as one list
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let sdk_disabled = env.parse(OTEL_SDK_DISABLED, "true or false", parse_bool)?;
-        let (metrics_enabled, metrics_pushed) = env
-            .parse(
-                OTEL_METRICS_EXPORTER,
-                "prometheus, otlp, prometheus,otlp or none",
-                parse_metrics_exporters,
-            )?
-            .unwrap_or((true, false));
-        let generic_endpoint = env.parse(
-            OTEL_EXPORTER_OTLP_ENDPOINT,
-            "an http:// or https:// URL",
-            parse_endpoint,
-        )?;
-        let generic_protocol = env.parse(
-            OTEL_EXPORTER_OTLP_PROTOCOL,
-            "grpc or http/protobuf",
-            parse_protocol,
-        )?;
-        let generic_headers = env.parse(
-            OTEL_EXPORTER_OTLP_HEADERS,
-            "comma-separated key=value pairs",
-            parse_pairs,
-        )?;
-        let generic_timeout = env.parse(
-            OTEL_EXPORTER_OTLP_TIMEOUT,
-            "a positive number of milliseconds",
-            parse_positive_millis,
-        )?;
-        let generic_compression = env.parse(
-            OTEL_EXPORTER_OTLP_COMPRESSION,
-            "gzip or none",
-            parse_compression,
-        )?;
-        let generic = Generic {
-            endpoint: generic_endpoint.as_deref(),
-            protocol: generic_protocol,
-            headers: generic_headers.as_ref(),
-            timeout: generic_timeout,
-            compression: generic_compression,
-            tls: crate::tls::Vars {
-                certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
-                client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
-                client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
-            },
-            sdk_disabled: sdk_disabled == Some(true),
-        };
-        let mut traces = env.otlp(
-            &generic,
-            env.exporter(OTEL_TRACES_EXPORTER)?,
-            &SignalVars {
-                endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-                protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-                headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
-                timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
-                compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
-                tls: crate::tls::Vars {
-                    certificate: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
-                    client_certificate: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
-                    client_key: OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
-                },
-                schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
-                default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
-                max_queue_size: Some(OTEL_BSP_MAX_QUEUE_SIZE),
-                max_export_batch_size: Some(OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
-                http_path: "/v1/traces",
-            },
-        )?;
-        let mut logs = env.otlp(
-            &generic,
-            env.exporter(OTEL_LOGS_EXPORTER)?,
-            &SignalVars {
-                endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
-                protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
-                headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
-                timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
-                compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
-                tls: crate::tls::Vars {
-                    certificate: OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
-                    client_certificate: OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
-                    client_key: OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
-                },
-                schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
-                default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
-                max_queue_size: Some(OTEL_BLRP_MAX_QUEUE_SIZE),
-                max_export_batch_size: Some(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE),
-                http_path: "/v1/logs",
-            },
-        )?;
-        let mut metrics = env.otlp(
-            &generic,
-            if metrics_pushed {
-                ExporterKind::Otlp
-            } else {
-                ExporterKind::None
-            },
-            &SignalVars {
-                endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-                protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-                headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
-                timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
-                compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
-                tls: crate::tls::Vars {
-                    certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
-                    client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
-                    client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
-                },
-                schedule_delay: OTEL_METRIC_EXPORT_INTERVAL,
-                default_schedule_delay: DEFAULT_METRIC_EXPORT_INTERVAL,
-                max_queue_size: None,
-                max_export_batch_size: None,
-                http_path: "/v1/metrics",
-            },
-        )?;
-        let metrics_temporality = env
-            .parse(
-                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
-                "cumulative, delta or lowmemory",
-                |v| match v.to_ascii_lowercase().as_str() {
-                    "cumulative" => Some(MetricsTemporality::Cumulative),
-                    "delta" => Some(MetricsTemporality::Delta),
-                    "lowmemory" => Some(MetricsTemporality::LowMemory),
-                    _ => None,
-                },
-            )?
-            .unwrap_or_default();
-        let metric_export_timeout = env
-            .parse(
-                OTEL_METRIC_EXPORT_TIMEOUT,
-                "a positive number of milliseconds",
-                parse_positive_millis,
-            )?
-            .unwrap_or(DEFAULT_METRIC_EXPORT_TIMEOUT);
-        if sdk_disabled != Some(true) {
-            // What this build was compiled without is an error, never ignored.
-            env.resolve_features(&mut traces, crate::Signal::Traces)?;
-            env.resolve_features(&mut logs, crate::Signal::Logs)?;
-        }
-        // Metrics are not turned off by OTEL_SDK_DISABLED (they never were): check them always.
-        env.resolve_features(&mut metrics, crate::Signal::Metrics)?;
+        // Read in this order: of several invalid variables, the first is the one reported.
+        let signals = env.signals()?;
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
-            resource_attributes: env
-                .parse(
-                    OTEL_RESOURCE_ATTRIBUTES,
-                    "comma-separated key=value pairs",
-                    parse_pairs,
-                )?
-                .unwrap_or_default(),
-            sdk_disabled: sdk_disabled.unwrap_or(false),
-            metrics_enabled,
-            traces,
-            logs,
-            metrics,
-            metrics_temporality,
-            metric_export_timeout,
+            resource_attributes: env.resource_attributes()?,
+            sdk_disabled: signals.sdk_disabled,
+            metrics_enabled: signals.metrics_enabled,
+            traces: signals.traces,
+            logs: signals.logs,
+            metrics: signals.metrics,
+            metrics_temporality: signals.metrics_temporality,
+            metric_export_timeout: signals.metric_export_timeout,
             sampler: env.sampler()?,
-            propagators: env
-                .parse(
-                    OTEL_PROPAGATORS,
-                    "a comma-separated list of tracecontext, baggage or none",
-                    parse_propagators,
-                )?
-                .unwrap_or_else(|| vec![Propagator::TraceContext, Propagator::Baggage]),
-            attribute_value_length_limit: env
-                .parse(
-                    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
-                    "a positive whole number of bytes",
-                    parse_positive,
-                )?
-                .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT),
-            log_filter: env
-                .parse(
-                    RUST_LOG,
-                    "tracing filter directives, e.g. info,my_crate=debug",
-                    |v| {
-                        tracing_subscriber::EnvFilter::builder()
-                            .parse(v)
-                            .ok()
-                            .map(|_| v.to_owned())
-                    },
-                )?
-                .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
-            log_format: env
-                .parse(SOMA_LOG_FORMAT, "text or json", |v| match v {
-                    "text" => Some(LogFormat::Text),
-                    "json" => Some(LogFormat::Json),
-                    _ => None,
-                })?
-                .unwrap_or(LogFormat::Text),
-            metrics_address: env.parse(
-                SOMA_METRICS_ADDR,
-                "a socket address such as 0.0.0.0:9464",
-                |v| v.parse().ok(),
-            )?,
-            runtime_metrics: env
-                .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
-                .unwrap_or(true),
+            propagators: env.propagators()?,
+            attribute_value_length_limit: env.attribute_value_length_limit()?,
+            log_filter: env.log_filter()?,
+            log_format: env.log_format()?,
+            metrics_address: env.metrics_address()?,
+            runtime_metrics: env.runtime_metrics()?,
             capture_headers: env.capture_headers()?,
-            trusted_proto_header: env
-                .parse(
-                    SOMA_TRUSTED_PROTO_HEADER,
-                    "x-forwarded-proto, forwarded or none",
-                    |v| match v {
-                        "x-forwarded-proto" => Some(Some(ProtoHeader::XForwardedProto)),
-                        "forwarded" => Some(Some(ProtoHeader::Forwarded)),
-                        "none" => Some(None),
-                        _ => None,
-                    },
-                )?
-                .flatten(),
+            trusted_proto_header: env.trusted_proto_header()?,
             tls_listener: false,
-            exemplar_filter: env
-                .parse(
-                    OTEL_METRICS_EXEMPLAR_FILTER,
-                    "trace_based, always_on or always_off",
-                    |v| match v {
-                        "trace_based" => Some(ExemplarFilter::TraceBased),
-                        "always_on" => Some(ExemplarFilter::AlwaysOn),
-                        "always_off" => Some(ExemplarFilter::AlwaysOff),
-                        _ => None,
-                    },
-                )?
-                .unwrap_or_default(),
+            exemplar_filter: env.exemplar_filter()?,
         })
     }
 
@@ -783,18 +524,34 @@ impl ObservabilityConfig {
     }
 }
 
+/// What [`ObservabilityConfig::from_lookup`] reads first: which signals are exported, and how.
+struct Signals {
+    sdk_disabled: bool,
+    metrics_enabled: bool,
+    traces: OtlpConfig,
+    logs: OtlpConfig,
+    metrics: OtlpConfig,
+    metrics_temporality: MetricsTemporality,
+    metric_export_timeout: Duration,
+}
+
 /// The generic `OTEL_EXPORTER_OTLP_*` values, which the per-signal ones override.
-struct Generic<'a> {
-    endpoint: Option<&'a str>,
+struct Generic {
+    endpoint: Option<String>,
     protocol: Option<Protocol>,
-    headers: Option<&'a BTreeMap<String, String>>,
+    headers: Option<BTreeMap<String, String>>,
     timeout: Option<Duration>,
     compression: Option<Compression>,
-    /// The generic TLS variables (their values are looked up per signal).
-    tls: crate::tls::Vars,
     /// `OTEL_SDK_DISABLED=true`: nothing is exported, so the TLS files are not checked.
     sdk_disabled: bool,
 }
+
+/// The generic TLS variables (their values are looked up per signal).
+const GENERIC_TLS: crate::tls::Vars = crate::tls::Vars {
+    certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
+    client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
+};
 
 /// The variable names of one signal (metrics have no queue).
 struct SignalVars {
@@ -811,6 +568,60 @@ struct SignalVars {
     max_export_batch_size: Option<&'static str>,
     http_path: &'static str,
 }
+
+const TRACES: SignalVars = SignalVars {
+    endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    tls: crate::tls::Vars {
+        certificate: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+        client_certificate: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+        client_key: OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+    },
+    schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
+    default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
+    max_queue_size: Some(OTEL_BSP_MAX_QUEUE_SIZE),
+    max_export_batch_size: Some(OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
+    http_path: "/v1/traces",
+};
+
+const LOGS: SignalVars = SignalVars {
+    endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
+    tls: crate::tls::Vars {
+        certificate: OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+        client_certificate: OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+        client_key: OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+    },
+    schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
+    default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
+    max_queue_size: Some(OTEL_BLRP_MAX_QUEUE_SIZE),
+    max_export_batch_size: Some(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE),
+    http_path: "/v1/logs",
+};
+
+const METRICS: SignalVars = SignalVars {
+    endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    tls: crate::tls::Vars {
+        certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+        client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+        client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+    },
+    schedule_delay: OTEL_METRIC_EXPORT_INTERVAL,
+    default_schedule_delay: DEFAULT_METRIC_EXPORT_INTERVAL,
+    max_queue_size: None,
+    max_export_batch_size: None,
+    http_path: "/v1/metrics",
+};
 
 /// A view of the environment that treats empty values as unset.
 struct Env<'a, F>(&'a F);
@@ -837,6 +648,101 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 })
             })
             .transpose()
+    }
+
+    // Signals: which are exported, where and how.
+
+    /// The exporters, their OTLP settings and the metrics push, checked against this build's
+    /// features.
+    fn signals(&self) -> Result<Signals, ConfigError> {
+        let sdk_disabled = self.parse(OTEL_SDK_DISABLED, "true or false", parse_bool)?;
+        let (metrics_enabled, metrics_pushed) = self
+            .parse(
+                OTEL_METRICS_EXPORTER,
+                "prometheus, otlp, prometheus,otlp or none",
+                parse_metrics_exporters,
+            )?
+            .unwrap_or((true, false));
+        let generic = self.generic(sdk_disabled == Some(true))?;
+        let mut traces = self.otlp(&generic, self.exporter(OTEL_TRACES_EXPORTER)?, &TRACES)?;
+        let mut logs = self.otlp(&generic, self.exporter(OTEL_LOGS_EXPORTER)?, &LOGS)?;
+        let pushed = if metrics_pushed {
+            ExporterKind::Otlp
+        } else {
+            ExporterKind::None
+        };
+        let mut metrics = self.otlp(&generic, pushed, &METRICS)?;
+        let metrics_temporality = self.metrics_temporality()?;
+        let metric_export_timeout = self
+            .parse(
+                OTEL_METRIC_EXPORT_TIMEOUT,
+                "a positive number of milliseconds",
+                parse_positive_millis,
+            )?
+            .unwrap_or(DEFAULT_METRIC_EXPORT_TIMEOUT);
+        if sdk_disabled != Some(true) {
+            // What this build was compiled without is an error, never ignored.
+            self.resolve_features(&mut traces, crate::Signal::Traces)?;
+            self.resolve_features(&mut logs, crate::Signal::Logs)?;
+        }
+        // Metrics are not turned off by OTEL_SDK_DISABLED (they never were): check them always.
+        self.resolve_features(&mut metrics, crate::Signal::Metrics)?;
+        Ok(Signals {
+            sdk_disabled: sdk_disabled.unwrap_or(false),
+            metrics_enabled,
+            traces,
+            logs,
+            metrics,
+            metrics_temporality,
+            metric_export_timeout,
+        })
+    }
+
+    /// The generic `OTEL_EXPORTER_OTLP_*` values.
+    fn generic(&self, sdk_disabled: bool) -> Result<Generic, ConfigError> {
+        Ok(Generic {
+            endpoint: self.parse(
+                OTEL_EXPORTER_OTLP_ENDPOINT,
+                "an http:// or https:// URL",
+                parse_endpoint,
+            )?,
+            protocol: self.parse(
+                OTEL_EXPORTER_OTLP_PROTOCOL,
+                "grpc or http/protobuf",
+                parse_protocol,
+            )?,
+            headers: self.parse(
+                OTEL_EXPORTER_OTLP_HEADERS,
+                "comma-separated key=value pairs",
+                parse_pairs,
+            )?,
+            timeout: self.parse(
+                OTEL_EXPORTER_OTLP_TIMEOUT,
+                "a positive number of milliseconds",
+                parse_positive_millis,
+            )?,
+            compression: self.parse(
+                OTEL_EXPORTER_OTLP_COMPRESSION,
+                "gzip or none",
+                parse_compression,
+            )?,
+            sdk_disabled,
+        })
+    }
+
+    fn metrics_temporality(&self) -> Result<MetricsTemporality, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                "cumulative, delta or lowmemory",
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "cumulative" => Some(MetricsTemporality::Cumulative),
+                    "delta" => Some(MetricsTemporality::Delta),
+                    "lowmemory" => Some(MetricsTemporality::LowMemory),
+                    _ => None,
+                },
+            )?
+            .unwrap_or_default())
     }
 
     /// Checks `otlp`, read from the environment, against this build's features (see
@@ -882,24 +788,6 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         Ok(())
     }
 
-    fn capture_headers(&self) -> Result<HeaderCapture, ConfigError> {
-        let list = |var| {
-            self.parse(
-                var,
-                "comma-separated HTTP header names (at most 32)",
-                parse_names,
-            )
-            .map(Option::unwrap_or_default)
-        };
-        Ok(HeaderCapture {
-            server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
-            server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
-            client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
-            client_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE)?,
-            sanitize: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)?,
-        })
-    }
-
     /// `OTEL_TRACES_EXPORTER` or `OTEL_LOGS_EXPORTER`.
     fn exporter(&self, var: &'static str) -> Result<ExporterKind, ConfigError> {
         Ok(self
@@ -914,7 +802,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     fn otlp(
         &self,
-        generic: &Generic<'_>,
+        generic: &Generic,
         exporter: ExporterKind,
         vars: &SignalVars,
     ) -> Result<OtlpConfig, ConfigError> {
@@ -928,7 +816,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             endpoint
         } else {
             {
-                let base = generic.endpoint.unwrap_or(match protocol {
+                let base = generic.endpoint.as_deref().unwrap_or(match protocol {
                     Protocol::Grpc => "http://localhost:4317",
                     Protocol::HttpProtobuf => "http://localhost:4318",
                 });
@@ -942,7 +830,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         };
         let headers = self
             .parse(vars.headers, "comma-separated key=value pairs", parse_pairs)?
-            .or_else(|| generic.headers.cloned())
+            .or_else(|| generic.headers.clone())
             .unwrap_or_default();
         let timeout = self
             .parse(
@@ -991,7 +879,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             max_export_batch_size = max_queue_size;
         }
         let (tls_vars, [certificate, client_certificate, client_key]) =
-            self.tls_files(&generic.tls, &vars.tls);
+            self.tls_files(&GENERIC_TLS, &vars.tls);
         let otlp = OtlpConfig {
             exporter,
             protocol,
@@ -1057,6 +945,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         )
     }
 
+    // Sampler and propagators.
+
     fn sampler(&self) -> Result<Sampler, ConfigError> {
         let arg = self.parse(OTEL_TRACES_SAMPLER_ARG, "a number between 0 and 1", |v| {
             v.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r))
@@ -1084,6 +974,131 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 },
             )?
             .unwrap_or(Sampler::ParentBased(ParentBasedRoot::AlwaysOn)))
+    }
+
+    fn propagators(&self) -> Result<Vec<Propagator>, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_PROPAGATORS,
+                "a comma-separated list of tracecontext, baggage or none",
+                parse_propagators,
+            )?
+            .unwrap_or_else(|| vec![Propagator::TraceContext, Propagator::Baggage]))
+    }
+
+    // Resource.
+
+    fn resource_attributes(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_RESOURCE_ATTRIBUTES,
+                "comma-separated key=value pairs",
+                parse_pairs,
+            )?
+            .unwrap_or_default())
+    }
+
+    // Logs on stdout.
+
+    fn log_filter(&self) -> Result<String, ConfigError> {
+        Ok(self
+            .parse(
+                RUST_LOG,
+                "tracing filter directives, e.g. info,my_crate=debug",
+                |v| {
+                    tracing_subscriber::EnvFilter::builder()
+                        .parse(v)
+                        .ok()
+                        .map(|_| v.to_owned())
+                },
+            )?
+            .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()))
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        Ok(self
+            .parse(SOMA_LOG_FORMAT, "text or json", |v| match v {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            })?
+            .unwrap_or(LogFormat::Text))
+    }
+
+    // The `/metrics` endpoint.
+
+    fn metrics_address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        self.parse(
+            SOMA_METRICS_ADDR,
+            "a socket address such as 0.0.0.0:9464",
+            |v| v.parse().ok(),
+        )
+    }
+
+    fn runtime_metrics(&self) -> Result<bool, ConfigError> {
+        Ok(self
+            .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
+            .unwrap_or(true))
+    }
+
+    fn exemplar_filter(&self) -> Result<ExemplarFilter, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_METRICS_EXEMPLAR_FILTER,
+                "trace_based, always_on or always_off",
+                |v| match v {
+                    "trace_based" => Some(ExemplarFilter::TraceBased),
+                    "always_on" => Some(ExemplarFilter::AlwaysOn),
+                    "always_off" => Some(ExemplarFilter::AlwaysOff),
+                    _ => None,
+                },
+            )?
+            .unwrap_or_default())
+    }
+
+    // HTTP options.
+
+    fn attribute_value_length_limit(&self) -> Result<usize, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+                "a positive whole number of bytes",
+                parse_positive,
+            )?
+            .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT))
+    }
+
+    fn capture_headers(&self) -> Result<HeaderCapture, ConfigError> {
+        let list = |var| {
+            self.parse(
+                var,
+                "comma-separated HTTP header names (at most 32)",
+                parse_names,
+            )
+            .map(Option::unwrap_or_default)
+        };
+        Ok(HeaderCapture {
+            server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
+            server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
+            client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
+            client_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE)?,
+            sanitize: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)?,
+        })
+    }
+
+    fn trusted_proto_header(&self) -> Result<Option<ProtoHeader>, ConfigError> {
+        Ok(self
+            .parse(
+                SOMA_TRUSTED_PROTO_HEADER,
+                "x-forwarded-proto, forwarded or none",
+                |v| match v {
+                    "x-forwarded-proto" => Some(Some(ProtoHeader::XForwardedProto)),
+                    "forwarded" => Some(Some(ProtoHeader::Forwarded)),
+                    "none" => Some(None),
+                    _ => None,
+                },
+            )?
+            .flatten())
     }
 }
 
