@@ -84,23 +84,17 @@ struct CountingLogProcessor {
     losses: Arc<Losses>,
 }
 
-/// Shared by [`CountingLogProcessor`] and [`CountingLogExporter`]: shutdown's deadline, the last
-/// failure, and what shutdown lost. `pending` is decremented under this lock, so a shutdown that
+/// Shared by [`CountingLogProcessor`] and [`CountingLogExporter`]: shutdown's deadline and what
+/// it lost, and the last failure. `pending` is decremented under this lock, so a shutdown that
 /// stops waiting counts exactly what was not delivered.
 #[derive(Debug, Default)]
 struct LogDelivery(Mutex<LogDeliveryState>);
 
 #[derive(Debug, Default)]
 struct LogDeliveryState {
-    /// Set by shutdown: its deadline.
-    deadline: Option<Instant>,
+    shutdown: crate::delivery::Shutdown,
     /// How long the last export took if it failed.
     last_failure: Option<Duration>,
-    /// Records lost since shutdown began, and why the last of them were.
-    lost: usize,
-    cause: Option<String>,
-    /// Shutdown stopped waiting at its deadline and counted what was left itself.
-    abandoned: bool,
 }
 
 impl LogDelivery {
@@ -108,15 +102,6 @@ impl LogDelivery {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl LogDeliveryState {
-    fn lose(&mut self, n: usize, cause: String) {
-        if self.deadline.is_some() && !self.abandoned {
-            self.lost += n;
-            self.cause = Some(cause);
-        }
     }
 }
 
@@ -129,21 +114,12 @@ impl CountingLogProcessor {
     ) -> Self {
         let pending = Arc::new(AtomicUsize::new(0));
         let delivery = Arc::new(LogDelivery::default());
-        let dropped = meter
-            .u64_counter("otel.sdk.log.dropped")
-            .with_unit("{log_record}")
-            .with_description("Log records dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.")
-            .build();
+        let crate::delivery::Counters { exported, dropped } =
+            crate::delivery::Counters::new(meter, Signal::Logs);
         let exporter = CountingLogExporter {
             inner: exporter,
             pending: Arc::clone(&pending),
-            exported: meter
-                .u64_counter("otel.sdk.exporter.log.exported")
-                .with_unit("{log_record}")
-                .with_description(
-                    "Log records handed to the exporter, by outcome (error_type set when the export failed).",
-                )
-                .build(),
+            exported,
             dropped: dropped.clone(),
             delivery: Arc::clone(&delivery),
             timeout: otlp.timeout,
@@ -168,13 +144,7 @@ impl CountingLogProcessor {
 
 impl LogProcessor for CountingLogProcessor {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
-        let admitted = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
-            })
-            .is_ok();
-        if admitted {
+        if crate::delivery::admit(&self.pending, self.limit) {
             self.inner.emit(record, scope);
         } else {
             self.dropped.add(1, &[]);
@@ -188,31 +158,18 @@ impl LogProcessor for CountingLogProcessor {
     /// Exports what is queued within `timeout` (see `delivery` for a collector that is down),
     /// then reports what was lost to the guard.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.delivery.lock().deadline = Some(Instant::now() + timeout);
+        self.delivery.lock().shutdown.deadline = Some(Instant::now() + timeout);
         let result = self.inner.shutdown_with_timeout(timeout);
         let mut state = self.delivery.lock();
         if matches!(result, Err(OTelSdkError::Timeout(_))) {
             // The export in flight did not return in time: what it held and what is still
             // queued is lost too. The exporter no longer counts anything.
-            state.abandoned = true;
             let left = self.pending.load(Ordering::Acquire);
-            state.lost += left;
-            let last = state
-                .cause
-                .take()
-                .map(|c| format!("{c}; "))
-                .unwrap_or_default();
-            state.cause = Some(format!(
-                "{last}{left} log records were still queued or being exported when the \
-                 {timeout:.1?} deadline passed (the collector did not answer in time)"
-            ));
+            state.shutdown.abandon(Signal::Logs, left, timeout);
             self.dropped
                 .add(left as u64, &crate::delivery::shutdown_drop_attributes());
         }
-        self.losses.add(Signal::Logs, state.lost);
-        if let Some(cause) = state.cause.take() {
-            self.losses.set_cause(Signal::Logs, cause);
-        }
+        state.shutdown.report(Signal::Logs, &self.losses);
         result
     }
 
@@ -253,10 +210,10 @@ impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
         self.pending.fetch_sub(n, Ordering::AcqRel);
         state.last_failure = failure.is_some().then_some(took);
         if let Some(why) = &failure {
-            state.lose(n, why.clone());
+            state.shutdown.lose(n, why.clone());
         }
         // After shutdown gave up waiting, its report already counted these records.
-        let abandoned = state.abandoned;
+        let abandoned = state.shutdown.abandoned;
         drop(state);
         crate::otlp::count_export(&self.exported, n, &result);
         if let Some(why) = failure.filter(|_| !abandoned) {
@@ -285,52 +242,21 @@ impl<E> CountingLogExporter<E> {
     /// attempt: drops and counts the batch's `n` records instead of exporting them.
     fn give_up_at_shutdown(&self, n: usize) -> Option<OTelSdkError> {
         let mut state = self.delivery.lock();
-        let deadline = state.deadline?;
+        let deadline = state.shutdown.deadline?;
         if crate::delivery::worth_an_attempt(state.last_failure, deadline) {
             return None;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let took = state.last_failure.unwrap_or_default();
-        let failed_before = state.last_failure.is_some();
         self.pending.fetch_sub(n, Ordering::AcqRel);
-        if state.abandoned {
+        let last_failure = state.last_failure;
+        let Some(warning) = state.shutdown.give_up(Signal::Logs, n, last_failure) else {
             return Some(OTelSdkError::InternalFailure(format!(
                 "{n} log records not exported: shutdown passed its deadline"
             )));
-        }
-        let last = state
-            .cause
-            .clone()
-            .map(|c| format!("{c}; "))
-            .unwrap_or_default();
-        state.lose(
-            n,
-            if failed_before {
-                format!(
-                    "{last}{n} queued log records dropped without another attempt: the last \
-                     export failed after {took:.1?} and {left:.1?} of the shutdown deadline was \
-                     left"
-                )
-            } else {
-                format!("{last}{n} queued log records dropped: the shutdown deadline passed")
-            },
-        );
+        };
         drop(state);
         self.dropped
             .add(n as u64, &crate::delivery::shutdown_drop_attributes());
-        if failed_before {
-            tracing::warn!(
-                log_records = n,
-                "shutdown: {n} queued log records dropped without another attempt; the collector \
-                 is down (the last export failed after {took:.1?}) and only {left:.1?} of the \
-                 deadline is left"
-            );
-        } else {
-            tracing::warn!(
-                log_records = n,
-                "shutdown: {n} queued log records dropped: the deadline passed"
-            );
-        }
+        tracing::warn!(log_records = n, "{warning}");
         Some(OTelSdkError::InternalFailure(format!(
             "{n} log records dropped: the collector is down and the shutdown deadline is near"
         )))

@@ -191,6 +191,40 @@ impl Drop for ExportRuntime {
     }
 }
 
+/// Runs `future` on this thread until it completes, or until `deadline` passes (then `None`:
+/// the future is dropped unfinished, which cancels a gRPC request). The exporters do their I/O
+/// elsewhere: the gRPC one on its runtime, the HTTP one on reqwest's blocking client, whose own
+/// timeout bounds a poll.
+pub(crate) fn block_on<F: std::future::Future>(
+    future: F,
+    deadline: Option<std::time::Instant>,
+) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
