@@ -1225,13 +1225,7 @@ mod tests {
     }
 
     fn config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        ObservabilityConfig::from_lookup(move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        ObservabilityConfig::from_lookup(soma_system_tests::lookup(vars))
     }
 
     #[test]
@@ -1326,75 +1320,46 @@ mod tests {
 
     #[test]
     fn every_invalid_value_names_variable_value_and_expectation() {
+        // `VARIABLE=value -> what the error must say is expected`.
         let cases = [
-            (
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "htp",
-                "grpc or http/protobuf",
-            ),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                "http/json",
-                "grpc or http/protobuf",
-            ),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "URL"),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x", "URL"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "positive"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "0", "spin"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "drop everything"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "positive"),
-            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-1", "positive"),
-            ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
-            ("OTEL_TRACES_SAMPLER_ARG", "1.5", "between 0 and 1"),
-            ("OTEL_TRACES_EXPORTER", "jaeger", "otlp, console or none"),
-            ("OTEL_LOGS_EXPORTER", "loki", "otlp, console or none"),
-            (
-                "OTEL_METRICS_EXPORTER",
-                "console",
-                "prometheus, otlp, prometheus,otlp or none",
-            ),
-            ("OTEL_METRICS_EXPORTER", "none,otlp", "prometheus, otlp"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "0", "positive"),
-            ("OTEL_METRIC_EXPORT_TIMEOUT", "soon", "positive"),
-            (
-                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                "sometimes",
-                "cumulative, delta or lowmemory",
-            ),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip or none"),
-            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "br", "gzip or none"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "0", "positive"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector", "URL"),
-            (
-                "OTEL_PROPAGATORS",
-                "tracecontext,b3",
-                "tracecontext, baggage or none",
-            ),
-            ("OTEL_SDK_DISABLED", "yes", "true or false"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz", "key=value"),
-            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", "positive"),
-            ("SOMA_LOG_FORMAT", "xml", "text or json"),
-            ("SOMA_METRICS_ADDR", "localhost", "socket address"),
-            ("SOMA_RUNTIME_METRICS", "off", "true or false"),
-            (
-                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
-                "x-ok,bad header",
-                "header names",
-            ),
-            (
-                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
-                "x(1)",
-                "header names",
-            ),
-            (
-                "SOMA_TRUSTED_PROTO_HEADER",
-                "X-Real-Proto",
-                "x-forwarded-proto, forwarded or none",
-            ),
-            ("RUST_LOG", "info,[", "directives"),
+            "OTEL_EXPORTER_OTLP_PROTOCOL=htp -> grpc or http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json -> grpc or http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317 -> URL",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=ftp://x -> URL",
+            "OTEL_EXPORTER_OTLP_TIMEOUT=-5 -> positive",
+            "OTEL_EXPORTER_OTLP_HEADERS=novalue -> key=value",
+            "OTEL_BSP_SCHEDULE_DELAY=0 -> spin",
+            "OTEL_BSP_MAX_QUEUE_SIZE=0 -> drop everything",
+            "OTEL_BSP_MAX_QUEUE_SIZE=lots -> positive",
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=-1 -> positive",
+            "OTEL_TRACES_SAMPLER=sometimes -> parentbased_always_on",
+            "OTEL_TRACES_SAMPLER_ARG=1.5 -> between 0 and 1",
+            "OTEL_TRACES_EXPORTER=jaeger -> otlp, console or none",
+            "OTEL_LOGS_EXPORTER=loki -> otlp, console or none",
+            "OTEL_METRICS_EXPORTER=console -> prometheus, otlp, prometheus,otlp or none",
+            "OTEL_METRICS_EXPORTER=none,otlp -> prometheus, otlp",
+            "OTEL_METRIC_EXPORT_INTERVAL=0 -> positive",
+            "OTEL_METRIC_EXPORT_TIMEOUT=soon -> positive",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=sometimes -> cumulative, delta or lowmemory",
+            "OTEL_EXPORTER_OTLP_COMPRESSION=zstd -> gzip or none",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION=br -> gzip or none",
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT=0 -> positive",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=collector -> URL",
+            "OTEL_PROPAGATORS=tracecontext,b3 -> tracecontext, baggage or none",
+            "OTEL_SDK_DISABLED=yes -> true or false",
+            "OTEL_RESOURCE_ATTRIBUTES=a=%zz -> key=value",
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=0 -> positive",
+            "SOMA_LOG_FORMAT=xml -> text or json",
+            "SOMA_METRICS_ADDR=localhost -> socket address",
+            "SOMA_RUNTIME_METRICS=off -> true or false",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=x-ok,bad header -> header names",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS=x(1) -> header names",
+            "SOMA_TRUSTED_PROTO_HEADER=X-Real-Proto -> x-forwarded-proto, forwarded or none",
+            "RUST_LOG=info,[ -> directives",
         ];
-        for (var, value, expected) in cases {
+        for case in cases {
+            let (setting, expected) = case.split_once(" -> ").unwrap();
+            let (var, value) = setting.split_once('=').unwrap();
             let err = config(&[(var, value)]).unwrap_err();
             let ConfigError::InvalidEnv {
                 var: got_var,

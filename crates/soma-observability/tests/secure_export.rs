@@ -10,12 +10,12 @@ mod secure;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{build, sample};
+use common::{build, sample, try_config};
 use secure::{
     capture_warnings, config, hit, routes, wait_for_failed_spans, wait_for_warning, ClientAuth,
     Pki, TlsOtlp, WAIT,
 };
-use soma_observability::{ConfigError, Observability, ObservabilityConfig, SetupError};
+use soma_observability::{ConfigError, Observability, SetupError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_ca_delivers_spans_and_logs_over_https() {
@@ -172,16 +172,6 @@ async fn mtls_rejects_a_service_without_a_client_certificate_and_accepts_one_wit
     );
 }
 
-fn from_vars(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    ObservabilityConfig::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -254,7 +244,7 @@ fn tls_files_that_cannot_be_used_are_startup_errors_naming_variable_and_path() {
                 path(&pki.client_cert),
             ));
         }
-        let err = from_vars(&vars).unwrap_err();
+        let err = try_config(&vars).unwrap_err();
         let (setting, got_path, got_problem) = tls_file_error(&err);
         assert_eq!(setting, var);
         assert_eq!(got_path, file);
@@ -274,7 +264,7 @@ fn tls_files_that_cannot_be_used_are_startup_errors_naming_variable_and_path() {
 #[test]
 fn a_client_certificate_without_its_key_is_an_error() {
     let pki = Pki::generate();
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         (
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
@@ -288,7 +278,7 @@ fn a_client_certificate_without_its_key_is_an_error() {
          OTEL_EXPORTER_OTLP_CLIENT_KEY is not: a client certificate (mTLS) needs both the \
          certificate and its private key"
     );
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", path(&pki.client_key)),
     ])
@@ -305,7 +295,7 @@ fn a_client_certificate_without_its_key_is_an_error() {
 #[test]
 fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
     let pki = Pki::generate();
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.ca)),
     ])
@@ -317,7 +307,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
          connections only; use an https:// endpoint, or unset OTEL_EXPORTER_OTLP_CERTIFICATE"
     );
     // Per signal: only the signal that exports in plain text is wrong.
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         (
             "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -332,7 +322,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
         "{err}"
     );
     // Unused settings are not checked: logs not exported, or OTEL_SDK_DISABLED.
-    let cfg = from_vars(&[
+    let cfg = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         (
             "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -343,7 +333,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
     ])
     .unwrap();
     assert_eq!(cfg.traces.certificate.as_deref(), Some(pki.ca.as_path()));
-    assert!(from_vars(&[
+    assert!(try_config(&[
         ("OTEL_SDK_DISABLED", "true"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
     ])
@@ -353,7 +343,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
 #[test]
 fn per_signal_tls_files_beat_the_generic_ones() {
     let pki = Pki::generate();
-    let cfg = from_vars(&[
+    let cfg = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.ca)),
         ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", path(&pki.other_ca)),
@@ -398,7 +388,7 @@ fn per_signal_tls_files_beat_the_generic_ones() {
 #[test]
 fn a_tls_file_set_in_code_is_checked_when_building() {
     let pki = Pki::generate();
-    let mut cfg = from_vars(&[
+    let mut cfg = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:9"),
         ("OTEL_LOGS_EXPORTER", "none"),
     ])

@@ -24,13 +24,7 @@ pub fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
 
 /// [`config`], for the variables that must be rejected.
 pub fn try_config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    ObservabilityConfig::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
+    ObservabilityConfig::from_lookup(soma_system_tests::lookup(vars))
 }
 
 /// Metrics only: no span, no OTLP log.
