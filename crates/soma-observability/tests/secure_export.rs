@@ -10,10 +10,10 @@ mod secure;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{build, sample, try_config};
+use common::{build, try_config};
 use secure::{
-    capture_warnings, config, hit, routes, wait_for_failed_spans, wait_for_warning, ClientAuth,
-    Pki, TlsOtlp, WAIT,
+    assert_failed_spans, assert_log_arrives, assert_mtls_is_enforced, capture_warnings, config,
+    hit, routes, wait_for_warning, ClientAuth, Pki, TlsOtlp, WAIT,
 };
 use soma_observability::{ConfigError, Observability, SetupError};
 
@@ -47,18 +47,7 @@ async fn the_right_ca_delivers_spans_and_logs_over_https() {
             .count(),
         3
     );
-    let logs = receiver
-        .otlp
-        .wait_for_logs(WAIT, |logs| {
-            logs.iter()
-                .any(|l| format!("{:?}", l.body).contains("loaded user over tls"))
-        })
-        .await;
-    assert!(
-        logs.iter()
-            .any(|l| format!("{:?}", l.body).contains("loaded user over tls")),
-        "no log record arrived over TLS"
-    );
+    assert_log_arrives(&receiver, "no log record arrived over TLS").await;
     assert!(
         receiver.handshake_errors().is_empty(),
         "{:?}",
@@ -88,16 +77,7 @@ async fn a_wrong_ca_fails_the_export_visibly_and_costs_requests_nothing() {
         took < Duration::from_secs(2),
         "failing exports slowed requests: {took:?}"
     );
-    let metrics = wait_for_failed_spans(&app, 20.0).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "otel_sdk_exporter_span_exported_total",
-            &[r#"error_type="export_failed""#]
-        ),
-        Some(20.0),
-        "{metrics}"
-    );
+    assert_failed_spans(&app, 20.0).await;
     assert!(
         receiver.otlp.spans().is_empty(),
         "a span got through an untrusted TLS connection"
@@ -123,53 +103,12 @@ async fn a_wrong_ca_fails_the_export_visibly_and_costs_requests_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_rejects_a_service_without_a_client_certificate_and_accepts_one_with_it() {
-    let pki = Pki::generate();
-    let receiver = TlsOtlp::start(&pki, ClientAuth::Required).await;
-
-    let mut anonymous = config(
-        &receiver.http_endpoint(),
+    assert_mtls_is_enforced(
         "http/protobuf",
-        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca)],
-    );
-    anonymous.logs.exporter = soma_observability::config::ExporterKind::None;
-    let parts = build("tls-anonymous", anonymous);
-    let app = parts.instrument(routes()).unwrap();
-    hit(&app, 5).await;
-    let metrics = wait_for_failed_spans(&app, 5.0).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "otel_sdk_exporter_span_exported_total",
-            &[r#"error_type="export_failed""#]
-        ),
-        Some(5.0),
-        "{metrics}"
-    );
-    let errors = receiver.wait_for_handshake_error(WAIT).await;
-    assert!(
-        errors.iter().any(|e| e.contains("certificate")),
-        "the receiver did not reject the handshake for a missing client certificate: {errors:?}"
-    );
-    assert!(receiver.otlp.spans().is_empty());
-
-    let cfg = config(
-        &receiver.localhost_endpoint(),
-        "http/protobuf",
-        &[
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca),
-            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &pki.client_cert),
-            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &pki.client_key),
-        ],
-    );
-    let parts = build("tls-mutual", cfg);
-    let app = parts.instrument(routes()).unwrap();
-    hit(&app, 2).await;
-    let spans = receiver.otlp.wait_for_spans(WAIT, |s| s.len() >= 2).await;
-    assert_eq!(
-        spans.len(),
-        2,
-        "the service with a client certificate was not accepted"
-    );
+        ["tls-anonymous", "tls-mutual"],
+        [TlsOtlp::http_endpoint, TlsOtlp::localhost_endpoint],
+    )
+    .await;
 }
 
 fn path(p: &Path) -> &str {

@@ -59,6 +59,31 @@ pub fn build(service: &str, config: ObservabilityConfig) -> ObservabilityParts {
         .unwrap()
 }
 
+/// [`build`], with `shutdown_timeout` as the guard's shutdown deadline.
+pub fn build_with_shutdown_timeout(
+    service: &str,
+    config: ObservabilityConfig,
+    shutdown_timeout: std::time::Duration,
+) -> ObservabilityParts {
+    Observability::builder(service)
+        .with_config(config)
+        .with_shutdown_timeout(shutdown_timeout)
+        .build()
+        .unwrap()
+}
+
+/// Shuts `parts` down through their guard: the outcome, and how long it took.
+pub async fn timed_shutdown(
+    parts: ObservabilityParts,
+) -> (
+    Result<(), soma_observability::ShutdownError>,
+    std::time::Duration,
+) {
+    let started = std::time::Instant::now();
+    let result = parts.into_guard().shutdown().await;
+    (result, started.elapsed())
+}
+
 /// A router with the one route `path`, instrumented by `parts` (with `/metrics`).
 pub fn one_route(parts: &ObservabilityParts, path: &str, route: MethodRouter) -> Router {
     parts.instrument(Router::new().route(path, route)).unwrap()
@@ -104,6 +129,16 @@ pub async fn send(
         .await
         .unwrap();
     (status, headers, body)
+}
+
+/// Sends `GET /users/1` through `app` `n` times, asserting each answers 200.
+pub async fn hit(app: &Router, n: usize) {
+    for _ in 0..n {
+        let status = send(app, Request::get("/users/1").body(Body::empty()).unwrap())
+            .await
+            .0;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
 
 pub async fn get(app: &Router, uri: &str) -> StatusCode {
