@@ -1,5 +1,5 @@
-//! Delivery at shutdown: what the span and log processors could not deliver, and when another
-//! export attempt is no longer worth starting.
+//! Delivery: what the span and log processors share (queue admission, their counters, shutdown's
+//! deadline and what it lost), and when another export attempt is no longer worth starting.
 //!
 //! # A collector that is down at shutdown
 //!
