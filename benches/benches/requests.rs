@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
-use soma_benches::{drain, sample, OtlpSink, Stack, HELLO, USER};
+use soma_benches::{drain, sample, Stack, HELLO, USER};
 use soma_observability::ObservabilityParts;
+use soma_system_tests::otlp::FakeOtlp;
 
 fn requests(c: &mut Criterion) {
     // Exporters, the receiver and axum-prometheus's upkeep task live on a background runtime;
@@ -20,7 +21,7 @@ fn requests(c: &mut Criterion) {
         .build()
         .unwrap();
     let sink = background
-        .block_on(OtlpSink::start("127.0.0.1:0".parse().unwrap()))
+        .block_on(FakeOtlp::start_counting("127.0.0.1:0".parse().unwrap()))
         .unwrap();
     let mut stacks: Vec<(&str, Router, Option<ObservabilityParts>)> = Vec::new();
     {
@@ -28,7 +29,7 @@ fn requests(c: &mut Criterion) {
         // The peers: axum-prometheus (one global recorder per process) and
         // opentelemetry-instrumentation-tower (global SDK providers, set once).
         for stack in Stack::ALL.into_iter().chain(Stack::PEERS) {
-            let (router, parts) = stack.build(&sink.endpoint()).unwrap();
+            let (router, parts) = stack.build(&sink.grpc_endpoint()).unwrap();
             stacks.push((stack.name(), router, parts));
         }
     }
@@ -66,7 +67,7 @@ fn requests(c: &mut Criterion) {
         eprintln!(
             "traces_sampled: {} spans received by the OTLP receiver, {exported} exported, \
              {dropped} dropped (queue full: the loop outruns one exporter core)",
-            sink.received().spans()
+            sink.span_count()
         );
     }
     drop(stacks);

@@ -1,5 +1,6 @@
-//! What the benchmarks share: the routes every stack serves, the stacks themselves, and a
-//! counting OTLP receiver. See `benches/README.md` for the method and the figures.
+//! What the benchmarks share: the routes every stack serves and the stacks themselves; the OTLP
+//! receiver is the system tests' (`soma_system_tests::otlp::FakeOtlp::start_counting`). See
+//! `benches/README.md` for the method and the figures.
 //!
 //! - `benches/requests.rs`: in-process cost per request of each stack (criterion);
 //! - `benches/render.rs`: `/metrics` rendering time (criterion);
@@ -12,27 +13,11 @@
 pub mod export;
 pub mod peer;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::Request;
 use axum::routing::get;
 use axum::{Json, Router};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use serde::Serialize;
 use soma_observability::{ConfigError, Observability, ObservabilityConfig, ObservabilityParts};
 use tower::ServiceExt;
@@ -256,118 +241,4 @@ pub fn sample(exposition: &str, name: &str) -> Option<f64> {
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-/// What an [`OtlpSink`] has received.
-#[derive(Debug, Default)]
-pub struct Received {
-    spans: AtomicU64,
-    logs: AtomicU64,
-    exports: AtomicU64,
-}
-
-impl Received {
-    /// Spans received so far.
-    pub fn spans(&self) -> u64 {
-        self.spans.load(Ordering::Relaxed)
-    }
-
-    /// Log records received so far.
-    pub fn logs(&self) -> u64 {
-        self.logs.load(Ordering::Relaxed)
-    }
-
-    /// Export requests (batches) received so far.
-    pub fn exports(&self) -> u64 {
-        self.exports.load(Ordering::Relaxed)
-    }
-}
-
-/// A live OTLP/gRPC receiver that decodes every export and counts what it holds.
-#[derive(Clone, Debug)]
-pub struct OtlpSink {
-    received: Arc<Received>,
-    addr: SocketAddr,
-}
-
-#[tonic::async_trait]
-impl TraceService for OtlpSink {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len())
-            .sum();
-        self.received
-            .spans
-            .fetch_add(spans as u64, Ordering::Relaxed);
-        self.received.exports.fetch_add(1, Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for OtlpSink {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let logs: usize = request
-            .get_ref()
-            .resource_logs
-            .iter()
-            .flat_map(|rl| &rl.scope_logs)
-            .map(|sl| sl.log_records.len())
-            .sum();
-        self.received.logs.fetch_add(logs as u64, Ordering::Relaxed);
-        self.received.exports.fetch_add(1, Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-impl OtlpSink {
-    /// Binds `addr` (port 0 for any) and serves OTLP/gRPC traces and logs on the current
-    /// tokio runtime.
-    ///
-    /// # Errors
-    ///
-    /// If `addr` cannot be bound.
-    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let sink = Self {
-            received: Arc::default(),
-            addr: listener.local_addr()?,
-        };
-        let service = sink.clone();
-        tokio::spawn(async move {
-            // Large HTTP/2 windows, as a real collector's (grpc-go's BDP estimation grows them
-            // to megabytes): a 1 024-span export is ~350 KB, more than the 64 KiB default.
-            let served = tonic::transport::Server::builder()
-                .initial_stream_window_size(Some(4 << 20))
-                .initial_connection_window_size(Some(8 << 20))
-                .add_service(TraceServiceServer::new(service.clone()))
-                .add_service(LogsServiceServer::new(service))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await;
-            if let Err(err) = served {
-                eprintln!("OTLP receiver stopped: {err}");
-            }
-        });
-        Ok(sink)
-    }
-
-    /// The gRPC endpoint to give exporters.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// What was received so far.
-    pub fn received(&self) -> &Received {
-        &self.received
-    }
 }

@@ -1,6 +1,7 @@
 //! A real OTLP receiver for tests: the official protobuf service definitions
 //! (`opentelemetry-proto`'s tonic server for gRPC, its prost types behind an HTTP endpoint), on
-//! 127.0.0.1, scriptable to refuse, hang or fail.
+//! 127.0.0.1, scriptable to refuse, hang or fail. [`FakeOtlp::start_counting`] is the
+//! benchmarks' receiver: it only counts, so a long load run does not grow its memory.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,10 @@ struct Received {
     /// Every request body as it arrived (re-encoded for gRPC), to search for secrets.
     raw: Vec<Vec<u8>>,
     attempts: usize,
+    /// Spans, log records and export requests (any signal) received, stored or not.
+    spans: u64,
+    log_records: u64,
+    exports: u64,
 }
 
 /// An in-process OTLP receiver built on the official protobuf definitions.
@@ -71,6 +76,8 @@ struct Received {
 pub struct FakeOtlp {
     received: Arc<Mutex<Received>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// `false`: requests are counted, not kept ([`FakeOtlp::start_counting`]).
+    keep: bool,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
 }
@@ -190,9 +197,59 @@ impl FakeOtlp {
         Self {
             received: Arc::default(),
             behaviour: Arc::new(Mutex::new(Behaviour::Accept)),
+            keep: true,
             grpc_addr,
             http_addr,
         }
+    }
+
+    /// The benchmarks' receiver: OTLP/gRPC on `grpc_addr` (port 0 for any) and OTLP/HTTP on an
+    /// ephemeral port, on the current tokio runtime. Every export is decoded and counted
+    /// ([`span_count`](Self::span_count), [`log_count`](Self::log_count),
+    /// [`export_count`](Self::export_count)), and nothing is kept, so memory stays flat however
+    /// long the run. Large HTTP/2 windows, as a real collector's (grpc-go's BDP estimation
+    /// grows them to megabytes): a 1 024-span export is ~350 KB, more than the 64 KiB default.
+    ///
+    /// # Errors
+    ///
+    /// If an address cannot be bound.
+    pub async fn start_counting(grpc_addr: SocketAddr) -> std::io::Result<Self> {
+        let grpc_listener = tokio::net::TcpListener::bind(grpc_addr).await?;
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut otlp = Self::with_addrs(grpc_listener.local_addr()?, http_listener.local_addr()?);
+        otlp.keep = false;
+        let routes = otlp.grpc_routes();
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(4 << 20))
+                .initial_connection_window_size(Some(8 << 20))
+                .add_routes(routes)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                    grpc_listener,
+                ))
+                .await;
+            if let Err(err) = served {
+                eprintln!("OTLP receiver stopped: {err}");
+            }
+        });
+        let app = otlp.http_router();
+        tokio::spawn(async move { axum::serve(http_listener, app).await });
+        Ok(otlp)
+    }
+
+    /// Spans received so far (kept or only counted).
+    pub fn span_count(&self) -> u64 {
+        self.received.lock().unwrap().spans
+    }
+
+    /// Log records received so far (kept or only counted).
+    pub fn log_count(&self) -> u64 {
+        self.received.lock().unwrap().log_records
+    }
+
+    /// Export requests (batches, any signal) received so far (kept or only counted).
+    pub fn export_count(&self) -> u64 {
+        self.received.lock().unwrap().exports
     }
 
     /// The OTLP/gRPC trace, logs and metrics services (gzip accepted), storing into this
@@ -299,21 +356,44 @@ impl FakeOtlp {
     }
 
     fn store_traces(&self, request: ExportTraceServiceRequest) {
+        let spans: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
         let mut received = self.received.lock().unwrap();
-        received.raw.push(request.encode_to_vec());
-        received.traces.push(request);
+        received.spans += spans as u64;
+        received.exports += 1;
+        if self.keep {
+            received.raw.push(request.encode_to_vec());
+            received.traces.push(request);
+        }
     }
 
     fn store_logs(&self, request: ExportLogsServiceRequest) {
+        let log_records: usize = request
+            .resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .map(|sl| sl.log_records.len())
+            .sum();
         let mut received = self.received.lock().unwrap();
-        received.raw.push(request.encode_to_vec());
-        received.logs.push(request);
+        received.log_records += log_records as u64;
+        received.exports += 1;
+        if self.keep {
+            received.raw.push(request.encode_to_vec());
+            received.logs.push(request);
+        }
     }
 
     fn store_metrics(&self, request: ExportMetricsServiceRequest) {
         let mut received = self.received.lock().unwrap();
-        received.raw.push(request.encode_to_vec());
-        received.metrics.push(request);
+        received.exports += 1;
+        if self.keep {
+            received.raw.push(request.encode_to_vec());
+            received.metrics.push(request);
+        }
     }
 
     fn note_compressed(&self, compressed: bool) {

@@ -21,7 +21,8 @@
 use std::time::Instant;
 
 use axum::Router;
-use soma_benches::{drain, OtlpSink, Stack, HELLO, USER};
+use soma_benches::{drain, Stack, HELLO, USER};
+use soma_system_tests::otlp::FakeOtlp;
 
 #[inline(never)]
 fn measured_loop(runtime: &tokio::runtime::Runtime, router: &Router, uri: &'static str, n: u64) {
@@ -122,12 +123,12 @@ fn compare(uri: &'static str, rounds: usize, n: u64) -> Result<(), Box<dyn std::
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let sink = background.block_on(OtlpSink::start("127.0.0.1:0".parse()?))?;
+    let sink = background.block_on(FakeOtlp::start_counting("127.0.0.1:0".parse()?))?;
     let mut stacks = Vec::new();
     {
         let _entered = background.enter();
         for stack in Stack::ALL.into_iter().chain(Stack::PEERS) {
-            let (router, parts) = stack.build(&sink.endpoint())?;
+            let (router, parts) = stack.build(&sink.grpc_endpoint())?;
             stacks.push((stack, router, parts));
         }
     }
@@ -198,10 +199,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let sink = background.block_on(OtlpSink::start("127.0.0.1:0".parse()?))?;
+    let sink = background.block_on(FakeOtlp::start_counting("127.0.0.1:0".parse()?))?;
     let (router, parts) = {
         let _entered = background.enter();
-        stack.build(&sink.endpoint())?
+        stack.build(&sink.grpc_endpoint())?
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     // Warm up: first requests intern the route and create the series.

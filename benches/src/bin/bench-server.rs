@@ -30,8 +30,9 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use soma_benches::{app, full_config_over, metrics_config, peer, OtlpSink};
+use soma_benches::{app, full_config_over, metrics_config, peer};
 use soma_observability::Observability;
+use soma_system_tests::otlp::FakeOtlp;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -96,8 +97,8 @@ async fn main() -> Result<(), Error> {
                 let (endpoint, sink) = if let Some(endpoint) = args.otlp {
                     (endpoint, None)
                 } else {
-                    let sink = OtlpSink::start("127.0.0.1:0".parse()?).await?;
-                    (sink.endpoint(), Some(sink))
+                    let sink = FakeOtlp::start_counting("127.0.0.1:0".parse()?).await?;
+                    (sink.grpc_endpoint(), Some(sink))
                 };
                 (full_config_over(&endpoint, true, &args.protocol)?, sink)
             };
@@ -109,12 +110,12 @@ async fn main() -> Result<(), Error> {
                 .await?;
             guard.shutdown().await?;
             if let Some(sink) = sink {
-                eprintln!("in-process receiver: {} spans", sink.received().spans());
+                eprintln!("in-process receiver: {} spans", sink.span_count());
             }
         }
         "receiver" => {
             drop(listener);
-            let sink = OtlpSink::start(args.addr).await?;
+            let sink = FakeOtlp::start_counting(args.addr).await?;
             let stats = tokio::net::TcpListener::bind(args.stats).await?;
             // OTLP/HTTP: counted, not decoded (an empty 200 answer is a full success).
             let http = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
@@ -134,12 +135,11 @@ async fn main() -> Result<(), Error> {
             let router = Router::new().route(
                 "/stats",
                 get(move || {
-                    let received = sink.received();
                     std::future::ready(format!(
                         "spans {}\nlogs {}\nexports {}\nhttp_exports {}\nhttp_bytes {}\n",
-                        received.spans(),
-                        received.logs(),
-                        received.exports(),
+                        sink.span_count(),
+                        sink.log_count(),
+                        sink.export_count(),
                         http.0.load(Ordering::Relaxed),
                         http.1.load(Ordering::Relaxed)
                     ))

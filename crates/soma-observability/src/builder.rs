@@ -334,7 +334,7 @@ impl ObservabilityBuilder {
             shutdown_timeout: self.shutdown_timeout,
             client_headers: (headers, config.attribute_value_length_limit),
             losses,
-            subscriber_config: config,
+            subscriber: crate::subscriber::SubscriberSettings::new(&config),
             push,
         })
     }

@@ -6,8 +6,10 @@
 //!
 //! # Precedence
 //!
-//! Values set in code (the `with_*` methods of [`ObservabilityBuilder`](crate::ObservabilityBuilder)
-//! and of this type) beat the environment, which beats the defaults documented below.
+//! Values set in code (the `with_*` methods of [`ObservabilityBuilder`](crate::ObservabilityBuilder),
+//! or the fields of an [`ObservabilityConfig`] changed before it is given to
+//! [`with_config`](crate::ObservabilityBuilder::with_config)) beat the environment, which beats
+//! the defaults documented below.
 //! Signal-specific variables (`OTEL_EXPORTER_OTLP_TRACES_*`) beat the generic ones
 //! (`OTEL_EXPORTER_OTLP_*`).
 //!
@@ -91,141 +93,83 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::HeaderName;
+
 use crate::error::ConfigError;
 
-/// `OTEL_SERVICE_NAME`.
-pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
-/// `OTEL_RESOURCE_ATTRIBUTES`.
-pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
-/// `OTEL_SDK_DISABLED`.
-pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
-/// `OTEL_TRACES_EXPORTER`.
-pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
-/// `OTEL_LOGS_EXPORTER`.
-pub const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
-/// `OTEL_METRICS_EXPORTER`.
-pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
-/// `OTEL_METRIC_EXPORT_INTERVAL`.
-pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
-/// `OTEL_METRIC_EXPORT_TIMEOUT`.
-pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
-pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
-    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-/// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_METRICS_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
-/// `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_LOGS_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_METRICS_COMPRESSION`.
-pub const OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`.
-pub const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
-/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`.
-pub const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
-/// `OTEL_EXPORTER_OTLP_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
-/// `OTEL_EXPORTER_OTLP_LOGS_HEADERS`.
-pub const OTEL_EXPORTER_OTLP_LOGS_HEADERS: &str = "OTEL_EXPORTER_OTLP_LOGS_HEADERS";
-/// `OTEL_EXPORTER_OTLP_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`.
-pub const OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
-/// `OTEL_EXPORTER_OTLP_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE` (for OTLP metrics export).
-pub const OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: &str =
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE` (for OTLP metrics export).
-pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE: &str =
-    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE`.
-pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE: &str =
-    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE";
-/// `OTEL_EXPORTER_OTLP_CLIENT_KEY`.
-pub const OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
-/// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY`.
-pub const OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY";
-/// `OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY` (for OTLP metrics export).
-pub const OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
-/// `OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY`.
-pub const OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY";
-/// `OTEL_TRACES_SAMPLER`.
-pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
-/// `OTEL_TRACES_SAMPLER_ARG`.
-pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
-/// `OTEL_PROPAGATORS`.
-pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
-/// `OTEL_BSP_SCHEDULE_DELAY`.
-pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
-/// `OTEL_BSP_MAX_QUEUE_SIZE`.
-pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
-/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
-pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
-/// `OTEL_BLRP_SCHEDULE_DELAY`.
-pub const OTEL_BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
-/// `OTEL_BLRP_MAX_QUEUE_SIZE`.
-pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
-/// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`.
-pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
-/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
-pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE";
-/// `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`.
-pub const OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS: &str =
-    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS";
-/// `RUST_LOG`.
-pub const RUST_LOG: &str = "RUST_LOG";
-/// `OTEL_METRICS_EXEMPLAR_FILTER`.
-pub const OTEL_METRICS_EXEMPLAR_FILTER: &str = "OTEL_METRICS_EXEMPLAR_FILTER";
-/// `SOMA_LOG_FORMAT`.
-pub const SOMA_LOG_FORMAT: &str = "SOMA_LOG_FORMAT";
-/// `SOMA_METRICS_ADDR`.
-pub const SOMA_METRICS_ADDR: &str = "SOMA_METRICS_ADDR";
-/// `SOMA_RUNTIME_METRICS`.
-pub const SOMA_RUNTIME_METRICS: &str = "SOMA_RUNTIME_METRICS";
-/// `SOMA_TRUSTED_PROTO_HEADER`.
-pub const SOMA_TRUSTED_PROTO_HEADER: &str = "SOMA_TRUSTED_PROTO_HEADER";
+/// Declares each variable's name as a constant of the same name, documented by the
+/// [table of variables](self#variables), the one place that explains them.
+macro_rules! variables {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("`", stringify!($name), "`: see [Variables](self#variables).")]
+        pub const $name: &str = stringify!($name);
+    )*};
+}
+
+variables! {
+    OTEL_SERVICE_NAME,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_SDK_DISABLED,
+    OTEL_TRACES_EXPORTER,
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+    OTEL_PROPAGATORS,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BLRP_SCHEDULE_DELAY,
+    OTEL_BLRP_MAX_QUEUE_SIZE,
+    OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+    RUST_LOG,
+    OTEL_METRICS_EXEMPLAR_FILTER,
+    SOMA_LOG_FORMAT,
+    SOMA_METRICS_ADDR,
+    SOMA_RUNTIME_METRICS,
+    SOMA_TRUSTED_PROTO_HEADER,
+}
 
 /// Where a signal is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,6 +281,53 @@ pub enum ProtoHeader {
     Forwarded,
 }
 
+/// The most header names one list of [`HeaderCapture`] may hold.
+pub const MAX_CAPTURED_HEADERS: usize = 32;
+
+/// Which headers become span attributes (see [`http::headers`](crate::http::headers)). Names are
+/// case-insensitive; every list is empty by default.
+///
+/// ```
+/// use soma_observability::http::HeaderCapture;
+///
+/// let capture = HeaderCapture {
+///     server_request: vec!["X-Request-Id".into(), "Accept".into()],
+///     server_response: vec!["Content-Type".into()],
+///     sanitize: vec!["X-Tenant-Secret-Ish".into()],
+///     ..HeaderCapture::default()
+/// };
+/// # let _ = capture;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderCapture {
+    /// Request headers recorded on server spans (`http.request.header.<name>`).
+    pub server_request: Vec<String>,
+    /// Response headers recorded on server spans (`http.response.header.<name>`).
+    pub server_response: Vec<String>,
+    /// Request headers recorded on [`HttpClient`](crate::HttpClient) spans.
+    pub client_request: Vec<String>,
+    /// Response headers recorded on [`HttpClient`](crate::HttpClient) spans.
+    pub client_response: Vec<String>,
+    /// Extra headers whose values are redacted, besides the always-sensitive ones.
+    pub sanitize: Vec<String>,
+}
+
+/// Parses a comma-separated list of header names (the environment's form); `None` if a name is
+/// not a valid header name or there are more than [`MAX_CAPTURED_HEADERS`].
+pub(crate) fn parse_names(value: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let valid = names.len() <= MAX_CAPTURED_HEADERS
+        && names
+            .iter()
+            .all(|n| HeaderName::from_bytes(n.as_bytes()).is_ok());
+    valid.then_some(names)
+}
+
 /// Where and how one signal (traces, logs or pushed metrics) is exported over OTLP.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -369,6 +360,18 @@ pub struct OtlpConfig {
     pub max_queue_size: usize,
     /// Batch processor: how many items one export carries. Not used by metrics.
     pub max_export_batch_size: usize,
+}
+
+impl OtlpConfig {
+    /// The endpoint and TLS files, as [`tls`](crate::tls) checks and applies them.
+    pub(crate) fn tls(&self) -> crate::tls::Settings<'_> {
+        crate::tls::Settings {
+            endpoint: &self.endpoint,
+            certificate: self.certificate.as_deref(),
+            client_certificate: self.client_certificate.as_deref(),
+            client_key: self.client_key.as_deref(),
+        }
+    }
 }
 
 /// All telemetry settings, typed and validated.
@@ -415,7 +418,7 @@ pub struct ObservabilityConfig {
     /// Whether `/metrics` shows the tokio runtime metrics (see [`runtime`](crate::runtime)).
     pub runtime_metrics: bool,
     /// Which HTTP headers become span attributes (see [`http::headers`](crate::http::headers)).
-    pub capture_headers: crate::http::HeaderCapture,
+    pub capture_headers: HeaderCapture,
     /// `SOMA_TRUSTED_PROTO_HEADER`: the proxy header trusted for `url.scheme` (`None`: the
     /// listener's scheme, whatever the request says).
     pub trusted_proto_header: Option<ProtoHeader>,
@@ -472,232 +475,31 @@ impl ObservabilityConfig {
     /// # Errors
     ///
     /// [`ConfigError::InvalidEnv`] for the first variable whose value cannot be used.
-    #[allow(clippy::too_many_lines)] // one statement per variable reads best as one list
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let sdk_disabled = env.parse(OTEL_SDK_DISABLED, "true or false", parse_bool)?;
-        let (metrics_enabled, metrics_pushed) = env
-            .parse(
-                OTEL_METRICS_EXPORTER,
-                "prometheus, otlp, prometheus,otlp or none",
-                parse_metrics_exporters,
-            )?
-            .unwrap_or((true, false));
-        let generic_endpoint = env.parse(
-            OTEL_EXPORTER_OTLP_ENDPOINT,
-            "an http:// or https:// URL",
-            parse_endpoint,
-        )?;
-        let generic_protocol = env.parse(
-            OTEL_EXPORTER_OTLP_PROTOCOL,
-            "grpc or http/protobuf",
-            parse_protocol,
-        )?;
-        let generic_headers = env.parse(
-            OTEL_EXPORTER_OTLP_HEADERS,
-            "comma-separated key=value pairs",
-            parse_pairs,
-        )?;
-        let generic_timeout = env.parse(
-            OTEL_EXPORTER_OTLP_TIMEOUT,
-            "a positive number of milliseconds",
-            parse_positive_millis,
-        )?;
-        let generic_compression = env.parse(
-            OTEL_EXPORTER_OTLP_COMPRESSION,
-            "gzip or none",
-            parse_compression,
-        )?;
-        let generic = Generic {
-            endpoint: generic_endpoint.as_deref(),
-            protocol: generic_protocol,
-            headers: generic_headers.as_ref(),
-            timeout: generic_timeout,
-            compression: generic_compression,
-            tls: crate::tls::Vars {
-                certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
-                client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
-                client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
-            },
-            sdk_disabled: sdk_disabled == Some(true),
-        };
-        let mut traces = env.otlp(
-            &generic,
-            env.exporter(OTEL_TRACES_EXPORTER)?,
-            &SignalVars {
-                endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-                protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-                headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
-                timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
-                compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
-                tls: crate::tls::Vars {
-                    certificate: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
-                    client_certificate: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
-                    client_key: OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
-                },
-                schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
-                default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
-                max_queue_size: Some(OTEL_BSP_MAX_QUEUE_SIZE),
-                max_export_batch_size: Some(OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
-                http_path: "/v1/traces",
-            },
-        )?;
-        let mut logs = env.otlp(
-            &generic,
-            env.exporter(OTEL_LOGS_EXPORTER)?,
-            &SignalVars {
-                endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
-                protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
-                headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
-                timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
-                compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
-                tls: crate::tls::Vars {
-                    certificate: OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
-                    client_certificate: OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
-                    client_key: OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
-                },
-                schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
-                default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
-                max_queue_size: Some(OTEL_BLRP_MAX_QUEUE_SIZE),
-                max_export_batch_size: Some(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE),
-                http_path: "/v1/logs",
-            },
-        )?;
-        let mut metrics = env.otlp(
-            &generic,
-            if metrics_pushed {
-                ExporterKind::Otlp
-            } else {
-                ExporterKind::None
-            },
-            &SignalVars {
-                endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-                protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-                headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
-                timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
-                compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
-                tls: crate::tls::Vars {
-                    certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
-                    client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
-                    client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
-                },
-                schedule_delay: OTEL_METRIC_EXPORT_INTERVAL,
-                default_schedule_delay: DEFAULT_METRIC_EXPORT_INTERVAL,
-                max_queue_size: None,
-                max_export_batch_size: None,
-                http_path: "/v1/metrics",
-            },
-        )?;
-        let metrics_temporality = env
-            .parse(
-                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
-                "cumulative, delta or lowmemory",
-                |v| match v.to_ascii_lowercase().as_str() {
-                    "cumulative" => Some(MetricsTemporality::Cumulative),
-                    "delta" => Some(MetricsTemporality::Delta),
-                    "lowmemory" => Some(MetricsTemporality::LowMemory),
-                    _ => None,
-                },
-            )?
-            .unwrap_or_default();
-        let metric_export_timeout = env
-            .parse(
-                OTEL_METRIC_EXPORT_TIMEOUT,
-                "a positive number of milliseconds",
-                parse_positive_millis,
-            )?
-            .unwrap_or(DEFAULT_METRIC_EXPORT_TIMEOUT);
-        if sdk_disabled != Some(true) {
-            // What this build was compiled without is an error, never ignored.
-            crate::features::resolve_env(&mut traces, crate::Signal::Traces, |var| env.get(var))?;
-            crate::features::resolve_env(&mut logs, crate::Signal::Logs, |var| env.get(var))?;
-        }
-        // Metrics are not turned off by OTEL_SDK_DISABLED (they never were): check them always.
-        crate::features::resolve_env(&mut metrics, crate::Signal::Metrics, |var| env.get(var))?;
+        // Read in this order: of several invalid variables, the first is the one reported.
+        let signals = env.signals()?;
         Ok(Self {
             service_name: env.get(OTEL_SERVICE_NAME),
-            resource_attributes: env
-                .parse(
-                    OTEL_RESOURCE_ATTRIBUTES,
-                    "comma-separated key=value pairs",
-                    parse_pairs,
-                )?
-                .unwrap_or_default(),
-            sdk_disabled: sdk_disabled.unwrap_or(false),
-            metrics_enabled,
-            traces,
-            logs,
-            metrics,
-            metrics_temporality,
-            metric_export_timeout,
+            resource_attributes: env.resource_attributes()?,
+            sdk_disabled: signals.sdk_disabled,
+            metrics_enabled: signals.metrics_enabled,
+            traces: signals.traces,
+            logs: signals.logs,
+            metrics: signals.metrics,
+            metrics_temporality: signals.metrics_temporality,
+            metric_export_timeout: signals.metric_export_timeout,
             sampler: env.sampler()?,
-            propagators: env
-                .parse(
-                    OTEL_PROPAGATORS,
-                    "a comma-separated list of tracecontext, baggage or none",
-                    parse_propagators,
-                )?
-                .unwrap_or_else(|| vec![Propagator::TraceContext, Propagator::Baggage]),
-            attribute_value_length_limit: env
-                .parse(
-                    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
-                    "a positive whole number of bytes",
-                    parse_positive,
-                )?
-                .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT),
-            log_filter: env
-                .parse(
-                    RUST_LOG,
-                    "tracing filter directives, e.g. info,my_crate=debug",
-                    |v| {
-                        tracing_subscriber::EnvFilter::builder()
-                            .parse(v)
-                            .ok()
-                            .map(|_| v.to_owned())
-                    },
-                )?
-                .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
-            log_format: env
-                .parse(SOMA_LOG_FORMAT, "text or json", |v| match v {
-                    "text" => Some(LogFormat::Text),
-                    "json" => Some(LogFormat::Json),
-                    _ => None,
-                })?
-                .unwrap_or(LogFormat::Text),
-            metrics_address: env.parse(
-                SOMA_METRICS_ADDR,
-                "a socket address such as 0.0.0.0:9464",
-                |v| v.parse().ok(),
-            )?,
-            runtime_metrics: env
-                .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
-                .unwrap_or(true),
+            propagators: env.propagators()?,
+            attribute_value_length_limit: env.attribute_value_length_limit()?,
+            log_filter: env.log_filter()?,
+            log_format: env.log_format()?,
+            metrics_address: env.metrics_address()?,
+            runtime_metrics: env.runtime_metrics()?,
             capture_headers: env.capture_headers()?,
-            trusted_proto_header: env
-                .parse(
-                    SOMA_TRUSTED_PROTO_HEADER,
-                    "x-forwarded-proto, forwarded or none",
-                    |v| match v {
-                        "x-forwarded-proto" => Some(Some(ProtoHeader::XForwardedProto)),
-                        "forwarded" => Some(Some(ProtoHeader::Forwarded)),
-                        "none" => Some(None),
-                        _ => None,
-                    },
-                )?
-                .flatten(),
+            trusted_proto_header: env.trusted_proto_header()?,
             tls_listener: false,
-            exemplar_filter: env
-                .parse(
-                    OTEL_METRICS_EXEMPLAR_FILTER,
-                    "trace_based, always_on or always_off",
-                    |v| match v {
-                        "trace_based" => Some(ExemplarFilter::TraceBased),
-                        "always_on" => Some(ExemplarFilter::AlwaysOn),
-                        "always_off" => Some(ExemplarFilter::AlwaysOff),
-                        _ => None,
-                    },
-                )?
-                .unwrap_or_default(),
+            exemplar_filter: env.exemplar_filter()?,
         })
     }
 
@@ -722,18 +524,34 @@ impl ObservabilityConfig {
     }
 }
 
+/// What [`ObservabilityConfig::from_lookup`] reads first: which signals are exported, and how.
+struct Signals {
+    sdk_disabled: bool,
+    metrics_enabled: bool,
+    traces: OtlpConfig,
+    logs: OtlpConfig,
+    metrics: OtlpConfig,
+    metrics_temporality: MetricsTemporality,
+    metric_export_timeout: Duration,
+}
+
 /// The generic `OTEL_EXPORTER_OTLP_*` values, which the per-signal ones override.
-struct Generic<'a> {
-    endpoint: Option<&'a str>,
+struct Generic {
+    endpoint: Option<String>,
     protocol: Option<Protocol>,
-    headers: Option<&'a BTreeMap<String, String>>,
+    headers: Option<BTreeMap<String, String>>,
     timeout: Option<Duration>,
     compression: Option<Compression>,
-    /// The generic TLS variables (their values are looked up per signal).
-    tls: crate::tls::Vars,
     /// `OTEL_SDK_DISABLED=true`: nothing is exported, so the TLS files are not checked.
     sdk_disabled: bool,
 }
+
+/// The generic TLS variables (their values are looked up per signal).
+const GENERIC_TLS: crate::tls::Vars = crate::tls::Vars {
+    certificate: OTEL_EXPORTER_OTLP_CERTIFICATE,
+    client_certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    client_key: OTEL_EXPORTER_OTLP_CLIENT_KEY,
+};
 
 /// The variable names of one signal (metrics have no queue).
 struct SignalVars {
@@ -750,6 +568,60 @@ struct SignalVars {
     max_export_batch_size: Option<&'static str>,
     http_path: &'static str,
 }
+
+const TRACES: SignalVars = SignalVars {
+    endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    tls: crate::tls::Vars {
+        certificate: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+        client_certificate: OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+        client_key: OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+    },
+    schedule_delay: OTEL_BSP_SCHEDULE_DELAY,
+    default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
+    max_queue_size: Some(OTEL_BSP_MAX_QUEUE_SIZE),
+    max_export_batch_size: Some(OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
+    http_path: "/v1/traces",
+};
+
+const LOGS: SignalVars = SignalVars {
+    endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
+    tls: crate::tls::Vars {
+        certificate: OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+        client_certificate: OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+        client_key: OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+    },
+    schedule_delay: OTEL_BLRP_SCHEDULE_DELAY,
+    default_schedule_delay: DEFAULT_SCHEDULE_DELAY,
+    max_queue_size: Some(OTEL_BLRP_MAX_QUEUE_SIZE),
+    max_export_batch_size: Some(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE),
+    http_path: "/v1/logs",
+};
+
+const METRICS: SignalVars = SignalVars {
+    endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    tls: crate::tls::Vars {
+        certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+        client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+        client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+    },
+    schedule_delay: OTEL_METRIC_EXPORT_INTERVAL,
+    default_schedule_delay: DEFAULT_METRIC_EXPORT_INTERVAL,
+    max_queue_size: None,
+    max_export_batch_size: None,
+    http_path: "/v1/metrics",
+};
 
 /// A view of the environment that treats empty values as unset.
 struct Env<'a, F>(&'a F);
@@ -778,22 +650,142 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             .transpose()
     }
 
-    fn capture_headers(&self) -> Result<crate::http::HeaderCapture, ConfigError> {
-        let list = |var| {
-            self.parse(
-                var,
-                "comma-separated HTTP header names (at most 32)",
-                crate::http::headers::parse_names,
-            )
-            .map(Option::unwrap_or_default)
+    // Signals: which are exported, where and how.
+
+    /// The exporters, their OTLP settings and the metrics push, checked against this build's
+    /// features.
+    fn signals(&self) -> Result<Signals, ConfigError> {
+        let sdk_disabled = self.parse(OTEL_SDK_DISABLED, "true or false", parse_bool)?;
+        let (metrics_enabled, metrics_pushed) = self
+            .parse(
+                OTEL_METRICS_EXPORTER,
+                "prometheus, otlp, prometheus,otlp or none",
+                parse_metrics_exporters,
+            )?
+            .unwrap_or((true, false));
+        let generic = self.generic(sdk_disabled == Some(true))?;
+        let mut traces = self.otlp(&generic, self.exporter(OTEL_TRACES_EXPORTER)?, &TRACES)?;
+        let mut logs = self.otlp(&generic, self.exporter(OTEL_LOGS_EXPORTER)?, &LOGS)?;
+        let pushed = if metrics_pushed {
+            ExporterKind::Otlp
+        } else {
+            ExporterKind::None
         };
-        Ok(crate::http::HeaderCapture {
-            server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
-            server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
-            client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
-            client_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE)?,
-            sanitize: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)?,
+        let mut metrics = self.otlp(&generic, pushed, &METRICS)?;
+        let metrics_temporality = self.metrics_temporality()?;
+        let metric_export_timeout = self
+            .parse(
+                OTEL_METRIC_EXPORT_TIMEOUT,
+                "a positive number of milliseconds",
+                parse_positive_millis,
+            )?
+            .unwrap_or(DEFAULT_METRIC_EXPORT_TIMEOUT);
+        if sdk_disabled != Some(true) {
+            // What this build was compiled without is an error, never ignored.
+            self.resolve_features(&mut traces, crate::Signal::Traces)?;
+            self.resolve_features(&mut logs, crate::Signal::Logs)?;
+        }
+        // Metrics are not turned off by OTEL_SDK_DISABLED (they never were): check them always.
+        self.resolve_features(&mut metrics, crate::Signal::Metrics)?;
+        Ok(Signals {
+            sdk_disabled: sdk_disabled.unwrap_or(false),
+            metrics_enabled,
+            traces,
+            logs,
+            metrics,
+            metrics_temporality,
+            metric_export_timeout,
         })
+    }
+
+    /// The generic `OTEL_EXPORTER_OTLP_*` values.
+    fn generic(&self, sdk_disabled: bool) -> Result<Generic, ConfigError> {
+        Ok(Generic {
+            endpoint: self.parse(
+                OTEL_EXPORTER_OTLP_ENDPOINT,
+                "an http:// or https:// URL",
+                parse_endpoint,
+            )?,
+            protocol: self.parse(
+                OTEL_EXPORTER_OTLP_PROTOCOL,
+                "grpc or http/protobuf",
+                parse_protocol,
+            )?,
+            headers: self.parse(
+                OTEL_EXPORTER_OTLP_HEADERS,
+                "comma-separated key=value pairs",
+                parse_pairs,
+            )?,
+            timeout: self.parse(
+                OTEL_EXPORTER_OTLP_TIMEOUT,
+                "a positive number of milliseconds",
+                parse_positive_millis,
+            )?,
+            compression: self.parse(
+                OTEL_EXPORTER_OTLP_COMPRESSION,
+                "gzip or none",
+                parse_compression,
+            )?,
+            sdk_disabled,
+        })
+    }
+
+    fn metrics_temporality(&self) -> Result<MetricsTemporality, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                "cumulative, delta or lowmemory",
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "cumulative" => Some(MetricsTemporality::Cumulative),
+                    "delta" => Some(MetricsTemporality::Delta),
+                    "lowmemory" => Some(MetricsTemporality::LowMemory),
+                    _ => None,
+                },
+            )?
+            .unwrap_or_default())
+    }
+
+    /// Checks `otlp`, read from the environment, against this build's features (see
+    /// `features`); without `otlp` and with no variable asking for it, the exporter is none.
+    fn resolve_features(
+        &self,
+        otlp: &mut OtlpConfig,
+        signal: crate::Signal,
+    ) -> Result<(), ConfigError> {
+        let (exporter, endpoint, protocol) = match signal {
+            crate::Signal::Logs => (
+                OTEL_LOGS_EXPORTER,
+                OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+                OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+            ),
+            crate::Signal::Metrics => (
+                OTEL_METRICS_EXPORTER,
+                OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+                OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+            ),
+            _ => (
+                OTEL_TRACES_EXPORTER,
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            ),
+        };
+        let vars = crate::features::Vars {
+            exporter,
+            endpoint,
+            protocol,
+            any_endpoint: OTEL_EXPORTER_OTLP_ENDPOINT,
+            any_protocol: OTEL_EXPORTER_OTLP_PROTOCOL,
+        };
+        let asked = crate::features::Asked {
+            otlp: otlp.exporter == ExporterKind::Otlp,
+            grpc: otlp.protocol == Protocol::Grpc,
+        };
+        if crate::features::resolve_env(&vars, asked, |var| self.get(var))?
+            == crate::features::Resolved::NoExporter
+        {
+            otlp.exporter = ExporterKind::None;
+        }
+        Ok(())
     }
 
     /// `OTEL_TRACES_EXPORTER` or `OTEL_LOGS_EXPORTER`.
@@ -810,7 +802,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     fn otlp(
         &self,
-        generic: &Generic<'_>,
+        generic: &Generic,
         exporter: ExporterKind,
         vars: &SignalVars,
     ) -> Result<OtlpConfig, ConfigError> {
@@ -824,7 +816,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             endpoint
         } else {
             {
-                let base = generic.endpoint.unwrap_or(match protocol {
+                let base = generic.endpoint.as_deref().unwrap_or(match protocol {
                     Protocol::Grpc => "http://localhost:4317",
                     Protocol::HttpProtobuf => "http://localhost:4318",
                 });
@@ -838,7 +830,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         };
         let headers = self
             .parse(vars.headers, "comma-separated key=value pairs", parse_pairs)?
-            .or_else(|| generic.headers.cloned())
+            .or_else(|| generic.headers.clone())
             .unwrap_or_default();
         let timeout = self
             .parse(
@@ -887,7 +879,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             max_export_batch_size = max_queue_size;
         }
         let (tls_vars, [certificate, client_certificate, client_key]) =
-            self.tls_files(&generic.tls, &vars.tls);
+            self.tls_files(&GENERIC_TLS, &vars.tls);
         let otlp = OtlpConfig {
             exporter,
             protocol,
@@ -904,7 +896,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         };
         if exporter == ExporterKind::Otlp && !generic.sdk_disabled {
             // A file that cannot be used is a startup error naming the variable it came from.
-            crate::tls::check(&otlp, &tls_vars)?;
+            crate::tls::check(otlp.tls(), &tls_vars)?;
         }
         Ok(otlp)
     }
@@ -953,6 +945,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         )
     }
 
+    // Sampler and propagators.
+
     fn sampler(&self) -> Result<Sampler, ConfigError> {
         let arg = self.parse(OTEL_TRACES_SAMPLER_ARG, "a number between 0 and 1", |v| {
             v.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r))
@@ -980,6 +974,131 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 },
             )?
             .unwrap_or(Sampler::ParentBased(ParentBasedRoot::AlwaysOn)))
+    }
+
+    fn propagators(&self) -> Result<Vec<Propagator>, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_PROPAGATORS,
+                "a comma-separated list of tracecontext, baggage or none",
+                parse_propagators,
+            )?
+            .unwrap_or_else(|| vec![Propagator::TraceContext, Propagator::Baggage]))
+    }
+
+    // Resource.
+
+    fn resource_attributes(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_RESOURCE_ATTRIBUTES,
+                "comma-separated key=value pairs",
+                parse_pairs,
+            )?
+            .unwrap_or_default())
+    }
+
+    // Logs on stdout.
+
+    fn log_filter(&self) -> Result<String, ConfigError> {
+        Ok(self
+            .parse(
+                RUST_LOG,
+                "tracing filter directives, e.g. info,my_crate=debug",
+                |v| {
+                    tracing_subscriber::EnvFilter::builder()
+                        .parse(v)
+                        .ok()
+                        .map(|_| v.to_owned())
+                },
+            )?
+            .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()))
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        Ok(self
+            .parse(SOMA_LOG_FORMAT, "text or json", |v| match v {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            })?
+            .unwrap_or(LogFormat::Text))
+    }
+
+    // The `/metrics` endpoint.
+
+    fn metrics_address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        self.parse(
+            SOMA_METRICS_ADDR,
+            "a socket address such as 0.0.0.0:9464",
+            |v| v.parse().ok(),
+        )
+    }
+
+    fn runtime_metrics(&self) -> Result<bool, ConfigError> {
+        Ok(self
+            .parse(SOMA_RUNTIME_METRICS, "true or false", parse_bool)?
+            .unwrap_or(true))
+    }
+
+    fn exemplar_filter(&self) -> Result<ExemplarFilter, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_METRICS_EXEMPLAR_FILTER,
+                "trace_based, always_on or always_off",
+                |v| match v {
+                    "trace_based" => Some(ExemplarFilter::TraceBased),
+                    "always_on" => Some(ExemplarFilter::AlwaysOn),
+                    "always_off" => Some(ExemplarFilter::AlwaysOff),
+                    _ => None,
+                },
+            )?
+            .unwrap_or_default())
+    }
+
+    // HTTP options.
+
+    fn attribute_value_length_limit(&self) -> Result<usize, ConfigError> {
+        Ok(self
+            .parse(
+                OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+                "a positive whole number of bytes",
+                parse_positive,
+            )?
+            .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT))
+    }
+
+    fn capture_headers(&self) -> Result<HeaderCapture, ConfigError> {
+        let list = |var| {
+            self.parse(
+                var,
+                "comma-separated HTTP header names (at most 32)",
+                parse_names,
+            )
+            .map(Option::unwrap_or_default)
+        };
+        Ok(HeaderCapture {
+            server_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)?,
+            server_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)?,
+            client_request: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST)?,
+            client_response: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE)?,
+            sanitize: list(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)?,
+        })
+    }
+
+    fn trusted_proto_header(&self) -> Result<Option<ProtoHeader>, ConfigError> {
+        Ok(self
+            .parse(
+                SOMA_TRUSTED_PROTO_HEADER,
+                "x-forwarded-proto, forwarded or none",
+                |v| match v {
+                    "x-forwarded-proto" => Some(Some(ProtoHeader::XForwardedProto)),
+                    "forwarded" => Some(Some(ProtoHeader::Forwarded)),
+                    "none" => Some(None),
+                    _ => None,
+                },
+            )?
+            .flatten())
     }
 }
 
@@ -1091,14 +1210,22 @@ fn parse_propagators(value: &str) -> Option<Vec<Propagator>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn env_lists_are_trimmed_lowercased_and_bounded() {
+        assert_eq!(
+            parse_names(" X-Request-Id, ,accept "),
+            Some(vec!["x-request-id".to_owned(), "accept".to_owned()])
+        );
+        assert_eq!(parse_names("bad header"), None);
+        let many = (0..=MAX_CAPTURED_HEADERS)
+            .map(|i| format!("x-{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(parse_names(&many), None);
+    }
+
     fn config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        ObservabilityConfig::from_lookup(move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        ObservabilityConfig::from_lookup(soma_system_tests::lookup(vars))
     }
 
     #[test]
@@ -1193,75 +1320,46 @@ mod tests {
 
     #[test]
     fn every_invalid_value_names_variable_value_and_expectation() {
+        // `VARIABLE=value -> what the error must say is expected`.
         let cases = [
-            (
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "htp",
-                "grpc or http/protobuf",
-            ),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                "http/json",
-                "grpc or http/protobuf",
-            ),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "URL"),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x", "URL"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "positive"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "0", "spin"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "drop everything"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "positive"),
-            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-1", "positive"),
-            ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),
-            ("OTEL_TRACES_SAMPLER_ARG", "1.5", "between 0 and 1"),
-            ("OTEL_TRACES_EXPORTER", "jaeger", "otlp, console or none"),
-            ("OTEL_LOGS_EXPORTER", "loki", "otlp, console or none"),
-            (
-                "OTEL_METRICS_EXPORTER",
-                "console",
-                "prometheus, otlp, prometheus,otlp or none",
-            ),
-            ("OTEL_METRICS_EXPORTER", "none,otlp", "prometheus, otlp"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "0", "positive"),
-            ("OTEL_METRIC_EXPORT_TIMEOUT", "soon", "positive"),
-            (
-                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                "sometimes",
-                "cumulative, delta or lowmemory",
-            ),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip or none"),
-            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "br", "gzip or none"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "0", "positive"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector", "URL"),
-            (
-                "OTEL_PROPAGATORS",
-                "tracecontext,b3",
-                "tracecontext, baggage or none",
-            ),
-            ("OTEL_SDK_DISABLED", "yes", "true or false"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz", "key=value"),
-            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", "positive"),
-            ("SOMA_LOG_FORMAT", "xml", "text or json"),
-            ("SOMA_METRICS_ADDR", "localhost", "socket address"),
-            ("SOMA_RUNTIME_METRICS", "off", "true or false"),
-            (
-                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
-                "x-ok,bad header",
-                "header names",
-            ),
-            (
-                "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
-                "x(1)",
-                "header names",
-            ),
-            (
-                "SOMA_TRUSTED_PROTO_HEADER",
-                "X-Real-Proto",
-                "x-forwarded-proto, forwarded or none",
-            ),
-            ("RUST_LOG", "info,[", "directives"),
+            "OTEL_EXPORTER_OTLP_PROTOCOL=htp -> grpc or http/protobuf",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json -> grpc or http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317 -> URL",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=ftp://x -> URL",
+            "OTEL_EXPORTER_OTLP_TIMEOUT=-5 -> positive",
+            "OTEL_EXPORTER_OTLP_HEADERS=novalue -> key=value",
+            "OTEL_BSP_SCHEDULE_DELAY=0 -> spin",
+            "OTEL_BSP_MAX_QUEUE_SIZE=0 -> drop everything",
+            "OTEL_BSP_MAX_QUEUE_SIZE=lots -> positive",
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=-1 -> positive",
+            "OTEL_TRACES_SAMPLER=sometimes -> parentbased_always_on",
+            "OTEL_TRACES_SAMPLER_ARG=1.5 -> between 0 and 1",
+            "OTEL_TRACES_EXPORTER=jaeger -> otlp, console or none",
+            "OTEL_LOGS_EXPORTER=loki -> otlp, console or none",
+            "OTEL_METRICS_EXPORTER=console -> prometheus, otlp, prometheus,otlp or none",
+            "OTEL_METRICS_EXPORTER=none,otlp -> prometheus, otlp",
+            "OTEL_METRIC_EXPORT_INTERVAL=0 -> positive",
+            "OTEL_METRIC_EXPORT_TIMEOUT=soon -> positive",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=sometimes -> cumulative, delta or lowmemory",
+            "OTEL_EXPORTER_OTLP_COMPRESSION=zstd -> gzip or none",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION=br -> gzip or none",
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT=0 -> positive",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=collector -> URL",
+            "OTEL_PROPAGATORS=tracecontext,b3 -> tracecontext, baggage or none",
+            "OTEL_SDK_DISABLED=yes -> true or false",
+            "OTEL_RESOURCE_ATTRIBUTES=a=%zz -> key=value",
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=0 -> positive",
+            "SOMA_LOG_FORMAT=xml -> text or json",
+            "SOMA_METRICS_ADDR=localhost -> socket address",
+            "SOMA_RUNTIME_METRICS=off -> true or false",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=x-ok,bad header -> header names",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS=x(1) -> header names",
+            "SOMA_TRUSTED_PROTO_HEADER=X-Real-Proto -> x-forwarded-proto, forwarded or none",
+            "RUST_LOG=info,[ -> directives",
         ];
-        for (var, value, expected) in cases {
+        for case in cases {
+            let (setting, expected) = case.split_once(" -> ").unwrap();
+            let (var, value) = setting.split_once('=').unwrap();
             let err = config(&[(var, value)]).unwrap_err();
             let ConfigError::InvalidEnv {
                 var: got_var,

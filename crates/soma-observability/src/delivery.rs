@@ -1,5 +1,5 @@
-//! Delivery at shutdown: what the span and log processors could not deliver, and when another
-//! export attempt is no longer worth starting.
+//! Delivery: what the span and log processors share (queue admission, their counters, shutdown's
+//! deadline and what it lost), and when another export attempt is no longer worth starting.
 //!
 //! # A collector that is down at shutdown
 //!
@@ -14,10 +14,11 @@
 //! same way. The guard then returns
 //! [`ShutdownError::Undelivered`](crate::ShutdownError::Undelivered) with the counts, on time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::error::OTelSdkError;
 
@@ -92,6 +93,184 @@ impl Losses {
             ));
         }
         out
+    }
+}
+
+/// The items of `signal`, as messages count them.
+fn items(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Logs => "log records",
+        _ => "spans",
+    }
+}
+
+/// The counters of one signal's processor: export outcomes
+/// (`otel.sdk.exporter.{span,log}.exported`) and drops (`otel.sdk.{span,log}.dropped`).
+#[derive(Clone, Debug)]
+pub(crate) struct Counters {
+    pub(crate) exported: Counter<u64>,
+    pub(crate) dropped: Counter<u64>,
+}
+
+impl Counters {
+    pub(crate) fn new(meter: &Meter, signal: Signal) -> Self {
+        let (exported, dropped, unit, exported_help, dropped_help) = match signal {
+            Signal::Logs => (
+                "otel.sdk.exporter.log.exported",
+                "otel.sdk.log.dropped",
+                "{log_record}",
+                "Log records handed to the exporter, by outcome (error_type set when the export failed).",
+                "Log records dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.",
+            ),
+            _ => (
+                "otel.sdk.exporter.span.exported",
+                "otel.sdk.span.dropped",
+                "{span}",
+                "Spans handed to the exporter, by outcome (error_type set when the export failed).",
+                "Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.",
+            ),
+        };
+        Self {
+            exported: meter
+                .u64_counter(exported)
+                .with_unit(unit)
+                .with_description(exported_help)
+                .build(),
+            dropped: meter
+                .u64_counter(dropped)
+                .with_unit(unit)
+                .with_description(dropped_help)
+                .build(),
+        }
+    }
+}
+
+/// Admits one more item while fewer than `limit` are `pending` (queued or being exported);
+/// `false`: the queue is full and the item is to be dropped (and counted).
+pub(crate) fn admit(pending: &AtomicUsize, limit: usize) -> bool {
+    pending
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Waits on `condvar` until `done` holds or `deadline` passes; `false` on time-out.
+pub(crate) fn wait_until<'a, T>(
+    condvar: &Condvar,
+    mut state: MutexGuard<'a, T>,
+    deadline: Instant,
+    done: impl Fn(&T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    while !done(&state) {
+        let now = Instant::now();
+        if now >= deadline {
+            return (state, false);
+        }
+        state = condvar
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    (state, true)
+}
+
+/// Shutdown as one processor sees it: its deadline and what it lost. Kept under the processor's
+/// lock, where the count of pending items is decremented too, so a shutdown that stops waiting
+/// counts exactly what was not delivered.
+#[derive(Debug, Default)]
+pub(crate) struct Shutdown {
+    /// Set by shutdown: its deadline.
+    pub(crate) deadline: Option<Instant>,
+    /// Items lost since shutdown began: failed, not attempted, or ended too late.
+    lost: usize,
+    /// Why the last of them were lost.
+    pub(crate) cause: Option<String>,
+    /// Shutdown stopped waiting at its deadline and counted what was left itself.
+    pub(crate) abandoned: bool,
+}
+
+impl Shutdown {
+    /// Whether shutdown has begun.
+    pub(crate) fn began(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    /// Counts `n` items as lost during shutdown, unless shutdown already counted them.
+    pub(crate) fn lose(&mut self, n: usize, cause: String) {
+        if self.began() && !self.abandoned {
+            self.lost += n;
+            self.cause = Some(cause);
+        }
+    }
+
+    /// The last cause, to be continued: `"<cause>; "`, or nothing.
+    fn so_far(&self) -> String {
+        self.cause
+            .as_ref()
+            .map(|c| format!("{c}; "))
+            .unwrap_or_default()
+    }
+
+    /// Counts `n` queued items that shutdown has no time left to export (`last_failure`: how
+    /// long the last failed export took) and returns the warning to print, or `None` if
+    /// shutdown already counted them.
+    pub(crate) fn give_up(
+        &mut self,
+        signal: Signal,
+        n: usize,
+        last_failure: Option<Duration>,
+    ) -> Option<String> {
+        if self.abandoned {
+            return None;
+        }
+        let left = self.deadline.map_or(Duration::ZERO, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let items = items(signal);
+        let last = self.so_far();
+        let Some(took) = last_failure else {
+            self.lose(
+                n,
+                format!("{last}{n} queued {items} dropped: the shutdown deadline passed"),
+            );
+            return Some(format!(
+                "shutdown: {n} queued {items} dropped: the deadline passed"
+            ));
+        };
+        self.lose(
+            n,
+            format!(
+                "{last}{n} queued {items} dropped without another attempt: the last export \
+                 failed after {took:.1?} and {left:.1?} of the shutdown deadline was left"
+            ),
+        );
+        Some(format!(
+            "shutdown: {n} queued {items} dropped without another attempt; the collector is \
+             down (the last export failed after {took:.1?}) and only {left:.1?} of the \
+             deadline is left"
+        ))
+    }
+
+    /// Shutdown stops waiting at its `timeout`: the `left` items still queued or in the export
+    /// in flight are lost too, and nothing is counted after this.
+    pub(crate) fn abandon(&mut self, signal: Signal, left: usize, timeout: Duration) {
+        let last = self.so_far();
+        self.abandoned = true;
+        self.lost += left;
+        self.cause = Some(format!(
+            "{last}{left} {} were still queued or being exported when the {timeout:.1?} \
+             deadline passed (the collector did not answer in time)",
+            items(signal)
+        ));
+    }
+
+    /// Reports what was lost to the guard.
+    pub(crate) fn report(&mut self, signal: Signal, losses: &Losses) {
+        losses.add(signal, self.lost);
+        if let Some(cause) = self.cause.take() {
+            losses.set_cause(signal, cause);
+        }
     }
 }
 

@@ -8,96 +8,92 @@
 //! signal's exporter is set to `none` or `console`. Without `otlp` and without any of those
 //! variables the signal's exporter defaults to `none` (with `otlp` it defaults to `otlp`).
 
-use crate::config::{
-    ExporterKind, OtlpConfig, Protocol, OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
-    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-    OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER,
-    OTEL_TRACES_EXPORTER,
-};
-use crate::error::{ConfigError, Signal};
+use crate::error::ConfigError;
+#[cfg(not(feature = "grpc"))] // the errors for settings made in code
+use crate::error::Signal;
 
 /// Whether this build can export over OTLP (feature `otlp`).
 pub(crate) const OTLP: bool = cfg!(feature = "otlp");
 /// Whether this build can export over OTLP/gRPC (feature `grpc`).
 pub(crate) const GRPC: bool = cfg!(feature = "grpc");
 
-/// The variables that decide one signal's exporter and transport.
-struct Vars {
-    exporter: &'static str,
-    endpoint: &'static str,
-    protocol: &'static str,
+/// The variables that decide one signal's exporter and transport, named in errors.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vars {
+    pub(crate) exporter: &'static str,
+    pub(crate) endpoint: &'static str,
+    pub(crate) protocol: &'static str,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, shared by every signal.
+    pub(crate) any_endpoint: &'static str,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, shared by every signal.
+    pub(crate) any_protocol: &'static str,
 }
 
-fn vars(signal: Signal) -> Vars {
-    match signal {
-        Signal::Logs => Vars {
-            exporter: OTEL_LOGS_EXPORTER,
-            endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
-            protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
-        },
-        Signal::Metrics => Vars {
-            exporter: OTEL_METRICS_EXPORTER,
-            endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-            protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-        },
-        _ => Vars {
-            exporter: OTEL_TRACES_EXPORTER,
-            endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-            protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-        },
-    }
+/// What one signal's configuration, read from the environment, asks of this build.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Asked {
+    /// Its exporter is OTLP.
+    pub(crate) otlp: bool,
+    /// Over gRPC.
+    pub(crate) grpc: bool,
+}
+
+/// What becomes of a signal's exporter in this build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// As configured.
+    Kept,
+    /// None: this build has no `otlp` and no variable asked for OTLP, so the exporter defaults
+    /// to `none`.
+    NoExporter,
 }
 
 /// Checks one signal's configuration read from the environment (`get` returns a variable's
-/// trimmed, non-empty value) against this build's features, and applies the default exporter of
-/// a build without `otlp`.
+/// trimmed, non-empty value) against this build's features, and tells whether the default
+/// exporter of a build without `otlp` applies.
 pub(crate) fn resolve_env(
-    otlp: &mut OtlpConfig,
-    signal: Signal,
+    vars: &Vars,
+    asked: Asked,
     get: impl Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    resolve(otlp, signal, OTLP, GRPC, get)
+) -> Result<Resolved, ConfigError> {
+    resolve(vars, asked, OTLP, GRPC, get)
 }
 
 /// [`resolve_env`] for a given set of features, so each case is tested in every build.
 fn resolve(
-    otlp: &mut OtlpConfig,
-    signal: Signal,
+    vars: &Vars,
+    asked: Asked,
     has_otlp: bool,
     has_grpc: bool,
     get: impl Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    if otlp.exporter != ExporterKind::Otlp {
-        return Ok(());
+) -> Result<Resolved, ConfigError> {
+    if !asked.otlp {
+        return Ok(Resolved::Kept);
     }
-    let vars = vars(signal);
     if !has_otlp {
         // The variable that asked for OTLP: the exporter itself, or else the first OTLP setting.
         let asked = [
             vars.exporter,
             vars.endpoint,
-            OTEL_EXPORTER_OTLP_ENDPOINT,
+            vars.any_endpoint,
             vars.protocol,
-            OTEL_EXPORTER_OTLP_PROTOCOL,
+            vars.any_protocol,
         ]
         .into_iter()
         .find_map(|var| get(var).map(|value| (var, value)));
         if let Some((var, value)) = asked {
             return Err(disabled(var, value, "otlp"));
         }
-        otlp.exporter = ExporterKind::None;
-        return Ok(());
+        return Ok(Resolved::NoExporter);
     }
-    if otlp.protocol == Protocol::Grpc && !has_grpc {
-        let var = [vars.protocol, OTEL_EXPORTER_OTLP_PROTOCOL]
+    if asked.grpc && !has_grpc {
+        let var = [vars.protocol, vars.any_protocol]
             .into_iter()
             .find(|var| get(var).is_some())
-            .unwrap_or(OTEL_EXPORTER_OTLP_PROTOCOL);
+            .unwrap_or(vars.any_protocol);
         return Err(disabled(var, "grpc".to_owned(), "grpc"));
     }
-    Ok(())
+    Ok(Resolved::Kept)
 }
 
 /// The error for a value that needs `feature`.
@@ -134,6 +130,12 @@ pub(crate) fn grpc_disabled(signal: Signal) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{
+        ExporterKind, OtlpConfig, Protocol, OTEL_EXPORTER_OTLP_ENDPOINT,
+        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_LOGS_EXPORTER,
+        OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER,
+    };
     use crate::ObservabilityConfig;
 
     fn env<'a>(vars: &'a [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + 'a {
@@ -180,7 +182,20 @@ mod tests {
             max_queue_size: 1,
             max_export_batch_size: 1,
         };
-        resolve(&mut traces, Signal::Traces, has_otlp, has_grpc, get)?;
+        let vars = Vars {
+            exporter: OTEL_TRACES_EXPORTER,
+            endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+            protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            any_endpoint: OTEL_EXPORTER_OTLP_ENDPOINT,
+            any_protocol: OTEL_EXPORTER_OTLP_PROTOCOL,
+        };
+        let asked = Asked {
+            otlp: traces.exporter == ExporterKind::Otlp,
+            grpc: traces.protocol == Protocol::Grpc,
+        };
+        if resolve(&vars, asked, has_otlp, has_grpc, get)? == Resolved::NoExporter {
+            traces.exporter = ExporterKind::None;
+        }
         Ok(traces)
     }
 

@@ -133,10 +133,10 @@
 //!
 //! # Where things live
 //!
-//! One concept per module; no two modules import each other, except `config.rs` with
-//! `features.rs` and `logs.rs` with `traces.rs` (still to be untangled, as is `config.rs` calling
-//! into `http::headers`). Private modules are named by file, for readers of the source; the
-//! files of [`http`] are listed in `http/mod.rs`.
+//! One concept per module, and no import cycle between modules: [`config`] is parsed data and
+//! uses only `error.rs`, `exemplars.rs` (its filter type), `features.rs` and [`tls`] (which know
+//! nothing of it); everything else builds on it. Private modules are named by file, for readers of the source; the files of
+//! [`http`] are listed in `http/mod.rs`.
 //!
 //! | Module | The one concept it holds |
 //! |---|---|
@@ -148,13 +148,17 @@
 //! | `parts.rs` | [`ObservabilityParts`]: what `build()` made, installed nowhere |
 //! | `install.rs` | the one module that sets process-global state |
 //! | `guard.rs` | [`ObservabilityGuard`]: bounded flush and shutdown |
-//! | `delivery.rs` | what the span and log processors could not deliver at shutdown |
+//! | `otlp.rs` | what the exporters of every signal share: building one, counting its outcomes, running it |
+//! | [`tls`] | TLS of the OTLP exporters: CA, client certificate, and the cause of a failed request |
+//! | `delivery.rs` | what the span and log processors share: queue admission, their counters, the shutdown deadline and what it lost |
 //! | [`http`] | the server layer: metrics and a span per request ([`http::headers`]: captured headers) |
 //! | `client.rs` | [`HttpClient`]: the instrumented outgoing client |
 //! | `propagation.rs` | the propagator: strict W3C `traceparent`, bounded `tracestate` |
 //! | `traces.rs` | the tracer provider, sampler and exporter |
-//! | `logs.rs` | the `tracing` subscriber: stdout and OTLP logs |
+//! | `logs.rs` | the logger provider and its exporter (OTLP logs) |
+//! | `subscriber.rs` | the `tracing` subscriber: stdout, spans and events to the providers |
 //! | `metrics.rs` | the meter provider, its buckets and views |
+//! | `metrics_push.rs` | the OTLP metrics push (`OTEL_METRICS_EXPORTER=otlp`) |
 //! | `deferred.rs` | instruments from [`get_meter`] made before setup |
 //! | `exemplars.rs` | exemplars: the trace of a sampled measurement per bucket |
 //! | `scrape.rs` | the exposition: everything one scrape of `/metrics` shows, rendered |
@@ -199,6 +203,7 @@ mod propagation;
 pub mod runtime;
 mod scrape;
 mod serve;
+mod subscriber;
 pub mod tls;
 mod traces;
 

@@ -128,26 +128,6 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Waits on `condvar` until `done` holds or `deadline` passes; `false` on time-out.
-    fn wait_until<'a>(
-        condvar: &Condvar,
-        mut state: MutexGuard<'a, State>,
-        deadline: Instant,
-        done: impl Fn(&State) -> bool,
-    ) -> (MutexGuard<'a, State>, bool) {
-        while !done(&state) {
-            let now = Instant::now();
-            if now >= deadline {
-                return (state, false);
-            }
-            state = condvar
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        (state, true)
-    }
 }
 
 impl MetricsPush {
@@ -237,7 +217,7 @@ impl MetricsPush {
             return Ok(());
         }
         let (state, done) =
-            Inner::wait_until(&inner.progress, state, deadline, |s| s.stopped.is_some());
+            crate::delivery::wait_until(&inner.progress, state, deadline, |s| s.stopped.is_some());
         if done {
             state.stopped.clone().unwrap_or(Ok(()))
         } else {
@@ -260,7 +240,7 @@ impl MetricsPush {
         inner.work.notify_all();
         let timeout = inner.settings.export_timeout + crate::delivery::DEADLINE_MARGIN;
         let (state, done) =
-            Inner::wait_until(&inner.progress, state, Instant::now() + timeout, |s| {
+            crate::delivery::wait_until(&inner.progress, state, Instant::now() + timeout, |s| {
                 s.flushes_done >= ticket || s.stopped.is_some()
             });
         match (done, &state.last_error) {
@@ -322,7 +302,7 @@ impl<E: PushMetricExporter> PushThread<E> {
         let mut next = Instant::now() + settings.interval;
         loop {
             let state = inner.lock();
-            let (state, _) = Inner::wait_until(&inner.work, state, next, |s| {
+            let (state, _) = crate::delivery::wait_until(&inner.work, state, next, |s| {
                 s.flushes_asked > s.flushes_done || s.shutdown.is_some()
             });
             let ticket = state.flushes_asked;
@@ -364,11 +344,12 @@ impl<E: PushMetricExporter> PushThread<E> {
             return Ok(());
         }
         let started = Instant::now();
-        let result = block_on_until(self.exporter.export(rm), deadline).unwrap_or_else(|| {
-            Err(OTelSdkError::Timeout(
-                deadline.saturating_duration_since(started),
-            ))
-        });
+        let result = crate::otlp::block_on(self.exporter.export(rm), Some(deadline))
+            .unwrap_or_else(|| {
+                Err(OTelSdkError::Timeout(
+                    deadline.saturating_duration_since(started),
+                ))
+            });
         let took = started.elapsed();
         crate::otlp::count_export(&self.exported, n, &result);
         result.map_err(|err| {
@@ -379,7 +360,7 @@ impl<E: PushMetricExporter> PushThread<E> {
                 ),
                 err => crate::delivery::describe_failure(&err, took, self.inner.settings.request_timeout),
             };
-            // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
+            // Rate-limited on stdout, never exported (see `subscriber`); counted on /metrics.
             tracing::warn!(data_points = n, took = ?took, "metric push failed: {why}; {n} data point(s) not delivered");
             why
         })
@@ -404,32 +385,6 @@ fn data_points(rm: &ResourceMetrics) -> usize {
             AggregatedMetrics::I64(data) => points(data),
         })
         .sum()
-}
-
-/// Runs `future` on this thread until it completes or `deadline` passes (`None`: dropped
-/// unfinished, which cancels a gRPC request). The exporters do their I/O elsewhere: the gRPC
-/// one on its runtime, the HTTP one on reqwest's blocking client, whose own timeout bounds a
-/// poll.
-fn block_on_until<F: std::future::Future>(future: F, deadline: Instant) -> Option<F::Output> {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return Some(output);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        std::thread::park_timeout(deadline - now);
-    }
 }
 
 #[cfg(test)]

@@ -67,17 +67,18 @@ macro_rules! build_exporter {
                         .as_ref()
                         .and_then($crate::otlp::ExportRuntime::enter);
                     $crate::otlp::grpc(
-                        $crate::tls::tonic($builder.with_tonic(), otlp, signal)?,
+                        $crate::tls::tonic($builder.with_tonic(), otlp.tls(), signal)?,
                         otlp,
                     )?
                     .build()
                     .map(|exporter| (exporter, runtime))
                 }
-                $crate::config::Protocol::HttpProtobuf => {
-                    $crate::otlp::http($crate::tls::http($builder.with_http(), otlp, signal)?, otlp)
-                        .build()
-                        .map(|exporter| (exporter, None::<$crate::otlp::ExportRuntime>))
-                }
+                $crate::config::Protocol::HttpProtobuf => $crate::otlp::http(
+                    $crate::tls::http($builder.with_http(), otlp.tls(), otlp.timeout, signal)?,
+                    otlp,
+                )
+                .build()
+                .map(|exporter| (exporter, None::<$crate::otlp::ExportRuntime>)),
             };
             built.map_err(|source| $crate::error::SetupError::Exporter { signal, source })
         })()
@@ -186,6 +187,40 @@ impl Drop for ExportRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs `future` on this thread until it completes, or until `deadline` passes (then `None`:
+/// the future is dropped unfinished, which cancels a gRPC request). The exporters do their I/O
+/// elsewhere: the gRPC one on its runtime, the HTTP one on reqwest's blocking client, whose own
+/// timeout bounds a poll.
+pub(crate) fn block_on<F: std::future::Future>(
+    future: F,
+    deadline: Option<std::time::Instant>,
+) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
         }
     }
 }

@@ -12,7 +12,6 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use crate::config::ObservabilityConfig;
 use crate::delivery::Losses;
 use crate::endpoint;
 use crate::error::SetupError;
@@ -21,6 +20,7 @@ use crate::http::headers::HeaderCaptures;
 use crate::http::HttpTelemetryLayer;
 use crate::propagation::SharedPropagator;
 use crate::scrape::{self, Exposition};
+use crate::subscriber::SubscriberSettings;
 
 /// Everything [`ObservabilityBuilder::build`](crate::ObservabilityBuilder::build) made, not
 /// installed anywhere.
@@ -43,9 +43,8 @@ pub struct ObservabilityParts {
     pub(crate) client_headers: (Arc<HeaderCaptures>, usize),
     /// What the span and log processors could not deliver at shutdown, for the guard.
     pub(crate) losses: Arc<Losses>,
-    /// Only for [`subscriber`](Self::subscriber): `logs::subscriber` still takes its settings
-    /// from the whole configuration.
-    pub(crate) subscriber_config: ObservabilityConfig,
+    /// What [`subscriber`](Self::subscriber) needs of the configuration.
+    pub(crate) subscriber: SubscriberSettings,
     /// The OTLP metrics push, for the guard's final push.
     pub(crate) push: Option<crate::metrics_push::MetricsPush>,
 }
@@ -123,8 +122,8 @@ impl ObservabilityParts {
     /// The `tracing` subscriber (stdout, spans, OTLP logs) for this configuration; use it with
     /// `tracing::subscriber::set_default` or `with_default` to avoid the global one.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-        crate::logs::subscriber(
-            &self.subscriber_config,
+        crate::subscriber::subscriber(
+            &self.subscriber,
             self.tracer_provider.as_ref(),
             self.logger_provider.as_ref(),
         )
@@ -170,7 +169,7 @@ impl ObservabilityParts {
             .map_err(|_| SetupError::RouteConflict(endpoint::METRICS_PATH))
     }
 
-    /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`]) is set, serves
+    /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`](crate::ObservabilityConfig::metrics_address)) is set, serves
     /// `/metrics` on that address from a background task and returns the bound address; the
     /// application's router then has no `/metrics` (see [`instrument`](Self::instrument)).
     /// Returns `Ok(None)` when no separate address is configured.

@@ -46,7 +46,6 @@
 
 use std::path::Path;
 
-use crate::config::OtlpConfig;
 use crate::error::ConfigError;
 #[cfg(feature = "otlp")]
 use crate::error::{SetupError, Signal};
@@ -83,6 +82,16 @@ impl Vars {
     }
 }
 
+/// One signal's TLS settings, borrowed from its configuration
+/// ([`OtlpConfig::tls`](crate::config::OtlpConfig::tls)): the endpoint and the three files.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) certificate: Option<&'a Path>,
+    pub(crate) client_certificate: Option<&'a Path>,
+    pub(crate) client_key: Option<&'a Path>,
+}
+
 /// The PEM contents of one signal's TLS files, checked.
 #[derive(Default)]
 pub(crate) struct Files {
@@ -100,26 +109,26 @@ pub(crate) struct Files {
 /// [`ConfigError::TlsFile`] for a file that cannot be used, [`ConfigError::InvalidValue`] for a
 /// certificate without its key (or the reverse), or for TLS files with an `http://` endpoint.
 #[cfg(feature = "otlp")]
-pub(crate) fn check(otlp: &OtlpConfig, vars: &Vars) -> Result<(), ConfigError> {
+pub(crate) fn check(otlp: Settings<'_>, vars: &Vars) -> Result<(), ConfigError> {
     load(otlp, vars).map(drop)
 }
 
 /// Without `otlp` nothing is exported: the files are never read.
 #[cfg(not(feature = "otlp"))]
 #[allow(clippy::unnecessary_wraps)] // the signature of the `otlp` build's
-pub(crate) fn check(_otlp: &OtlpConfig, _vars: &Vars) -> Result<(), ConfigError> {
+pub(crate) fn check(_otlp: Settings<'_>, _vars: &Vars) -> Result<(), ConfigError> {
     Ok(())
 }
 
 #[cfg(feature = "otlp")]
-fn load(otlp: &OtlpConfig, vars: &Vars) -> Result<Files, ConfigError> {
+fn load(otlp: Settings<'_>, vars: &Vars) -> Result<Files, ConfigError> {
     let set = [
-        (vars.certificate, otlp.certificate.as_ref()),
-        (vars.client_certificate, otlp.client_certificate.as_ref()),
-        (vars.client_key, otlp.client_key.as_ref()),
+        (vars.certificate, otlp.certificate),
+        (vars.client_certificate, otlp.client_certificate),
+        (vars.client_key, otlp.client_key),
     ];
     if let Some((var, _)) = set.iter().find(|(_, path)| path.is_some()) {
-        if !is_https(&otlp.endpoint) {
+        if !is_https(otlp.endpoint) {
             return Err(ConfigError::InvalidValue {
                 setting: var,
                 reason: format!(
@@ -130,7 +139,7 @@ fn load(otlp: &OtlpConfig, vars: &Vars) -> Result<Files, ConfigError> {
             });
         }
     }
-    let identity = match (&otlp.client_certificate, &otlp.client_key) {
+    let identity = match (otlp.client_certificate, otlp.client_key) {
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => {
             let (set, missing) = if otlp.client_key.is_none() {
@@ -158,7 +167,6 @@ fn load(otlp: &OtlpConfig, vars: &Vars) -> Result<Files, ConfigError> {
     };
     let ca = otlp
         .certificate
-        .as_ref()
         .map(|path| {
             read_certificates(
                 vars.certificate,
@@ -274,12 +282,12 @@ fn read_key(setting: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> 
 #[cfg(feature = "grpc")]
 pub(crate) fn tonic<B: opentelemetry_otlp::WithTonicConfig>(
     builder: B,
-    otlp: &OtlpConfig,
+    otlp: Settings<'_>,
     signal: Signal,
 ) -> Result<B, SetupError> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-    if !is_https(&otlp.endpoint) {
+    if !is_https(otlp.endpoint) {
         return Ok(builder);
     }
     let files = load(otlp, &Vars::fields(signal))?;
@@ -305,15 +313,15 @@ pub(crate) fn tonic<B: opentelemetry_otlp::WithTonicConfig>(
 #[cfg(feature = "otlp")]
 pub(crate) fn http<B: opentelemetry_otlp::WithHttpConfig>(
     builder: B,
-    otlp: &OtlpConfig,
+    otlp: Settings<'_>,
+    timeout: std::time::Duration,
     signal: Signal,
 ) -> Result<B, SetupError> {
-    let files = if is_https(&otlp.endpoint) {
+    let files = if is_https(otlp.endpoint) {
         load(otlp, &Vars::fields(signal))?
     } else {
         Files::default()
     };
-    let timeout = otlp.timeout;
     let failed = |reason: String| SetupError::Exporter {
         signal,
         source: opentelemetry_otlp::ExporterBuildError::InternalFailure(reason),

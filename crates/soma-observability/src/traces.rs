@@ -109,18 +109,12 @@ struct ExportCounters {
 
 impl ExportCounters {
     fn new(meter: &Meter, losses: &Arc<Losses>) -> Self {
+        let delivery::Counters { exported, dropped } =
+            delivery::Counters::new(meter, Signal::Traces);
         Self {
+            exported,
+            dropped,
             losses: Arc::clone(losses),
-            exported: meter
-                .u64_counter("otel.sdk.exporter.span.exported")
-                .with_unit("{span}")
-                .with_description("Spans handed to the exporter, by outcome (error_type set when the export failed).")
-                .build(),
-            dropped: meter
-                .u64_counter("otel.sdk.span.dropped")
-                .with_unit("{span}")
-                .with_description("Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.")
-                .build(),
         }
     }
 }
@@ -162,25 +156,9 @@ struct QueueState {
     spans: Vec<SpanData>,
     flushes_asked: u64,
     flushes_done: u64,
-    /// Set by shutdown: its deadline.
-    shutdown: Option<Instant>,
+    /// Its deadline and what it lost, once shutdown began.
+    shutdown: delivery::Shutdown,
     stopped: bool,
-    /// Spans lost since shutdown began: failed, not attempted, or ended too late.
-    lost: usize,
-    /// Why the last of them were lost.
-    cause: Option<String>,
-    /// Shutdown stopped waiting at its deadline and counted what was left itself.
-    abandoned: bool,
-}
-
-impl QueueState {
-    /// Counts `n` spans as lost during shutdown, unless shutdown already counted them.
-    fn lose(&mut self, n: usize, cause: String) {
-        if self.shutdown.is_some() && !self.abandoned {
-            self.lost += n;
-            self.cause = Some(cause);
-        }
-    }
 }
 
 impl Queue {
@@ -192,22 +170,11 @@ impl Queue {
 /// Waits on `condvar` until `done` holds or `timeout` passes; `false` on time-out.
 fn wait_until<'a>(
     condvar: &Condvar,
-    mut state: MutexGuard<'a, QueueState>,
+    state: MutexGuard<'a, QueueState>,
     timeout: Duration,
     done: impl Fn(&QueueState) -> bool,
 ) -> (MutexGuard<'a, QueueState>, bool) {
-    let deadline = Instant::now() + timeout;
-    while !done(&state) {
-        let now = Instant::now();
-        if now >= deadline {
-            return (state, false);
-        }
-        state = condvar
-            .wait_timeout(state, deadline - now)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
-    (state, true)
+    delivery::wait_until(condvar, state, Instant::now() + timeout, done)
 }
 
 /// [`SpanExporter`] made object-safe for the export thread.
@@ -219,7 +186,9 @@ trait DynExporter: Send + Sync + std::fmt::Debug {
 
 impl<E: SpanExporter> DynExporter for CountingExporter<E> {
     fn export_blocking(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        block_on(SpanExporter::export(self, batch))
+        // Without a deadline it returns only once the export is done.
+        crate::otlp::block_on(SpanExporter::export(self, batch), None)
+            .unwrap_or(Err(OTelSdkError::Timeout(Duration::ZERO)))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -228,26 +197,6 @@ impl<E: SpanExporter> DynExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         SpanExporter::set_resource(self, resource);
-    }
-}
-
-/// Runs `future` to completion on this thread (the exporters do their I/O elsewhere: the
-/// gRPC one on its runtime, the HTTP one on reqwest's blocking client).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
     }
 }
 
@@ -331,7 +280,7 @@ impl ExportThread {
             let (mut state, _) = wait_until(&queue.work, state, self.delay, |s| {
                 s.spans.len() >= batch_size
                     || s.flushes_asked > s.flushes_done
-                    || s.shutdown.is_some()
+                    || s.shutdown.began()
             });
             let busy = state.spans.len() >= batch_size;
             let mut spans = std::mem::replace(
@@ -343,7 +292,7 @@ impl ExportThread {
                 },
             );
             let flushes = state.flushes_asked;
-            let shutdown = state.shutdown;
+            let shutdown = state.shutdown.deadline;
             drop(state);
             let exporter = self.exporter.lock().unwrap_or_else(PoisonError::into_inner);
             while !spans.is_empty() {
@@ -352,10 +301,10 @@ impl ExportThread {
                 } else {
                     Vec::new()
                 };
-                let deadline = queue.lock().shutdown;
+                let deadline = queue.lock().shutdown.deadline;
                 if let Some(deadline) = deadline {
                     if !delivery::worth_an_attempt(last_failure, deadline) {
-                        self.give_up(spans.len() + rest.len(), last_failure, deadline);
+                        self.give_up(spans.len() + rest.len(), last_failure);
                         break;
                     }
                 }
@@ -392,62 +341,32 @@ impl ExportThread {
         let mut state = self.queue.lock();
         self.pending.fetch_sub(n, Ordering::AcqRel);
         if let Some(why) = &failure {
-            state.lose(n, why.clone());
+            state.shutdown.lose(n, why.clone());
         }
         // After shutdown gave up waiting, its report already counted these spans.
-        let abandoned = state.abandoned;
+        let abandoned = state.shutdown.abandoned;
         drop(state);
         let why = failure?;
         if abandoned {
             return Some(took);
         }
-        // Rate-limited on stdout, never exported (see `logs`); counted on /metrics.
+        // Rate-limited on stdout, never exported (see `subscriber`); counted on /metrics.
         tracing::warn!(spans = n, took = ?took, "span export failed: {why}; {n} span(s) lost");
         Some(took)
     }
 
     /// Drops (and counts) `n` spans that shutdown has no time left to export.
-    fn give_up(&self, n: usize, last_failure: Option<Duration>, deadline: Instant) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let took = last_failure.unwrap_or_default();
+    fn give_up(&self, n: usize, last_failure: Option<Duration>) {
         let mut state = self.queue.lock();
         self.pending.fetch_sub(n, Ordering::AcqRel);
-        if state.abandoned {
+        let Some(warning) = state.shutdown.give_up(Signal::Traces, n, last_failure) else {
             return;
-        }
-        let last = state
-            .cause
-            .clone()
-            .map(|c| format!("{c}; "))
-            .unwrap_or_default();
-        state.lose(
-            n,
-            if last_failure.is_some() {
-                format!(
-                    "{last}{n} queued spans dropped without another attempt: the last export \
-                     failed after {took:.1?} and {left:.1?} of the shutdown deadline was left"
-                )
-            } else {
-                format!("{last}{n} queued spans dropped: the shutdown deadline passed")
-            },
-        );
+        };
         drop(state);
         self.counters
             .dropped
             .add(n as u64, &delivery::shutdown_drop_attributes());
-        if last_failure.is_some() {
-            tracing::warn!(
-                spans = n,
-                "shutdown: {n} queued spans dropped without another attempt; the collector is \
-                 down (the last export failed after {took:.1?}) and only {left:.1?} of the \
-                 deadline is left"
-            );
-        } else {
-            tracing::warn!(
-                spans = n,
-                "shutdown: {n} queued spans dropped: the deadline passed"
-            );
-        }
+        tracing::warn!(spans = n, "{warning}");
     }
 }
 
@@ -458,25 +377,20 @@ impl SpanProcessor for CountingProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        let admitted = self
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
+        if !delivery::admit(&self.pending, self.limit) {
             self.counters.dropped.add(1, &[]);
             return;
         }
         let mut state = self.queue.lock();
-        if state.shutdown.is_some() {
+        if state.shutdown.began() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             // Keep the more telling reason (a collector that is down) if there is one.
             let cause = state
+                .shutdown
                 .cause
                 .take()
                 .unwrap_or_else(|| "a span ended after shutdown began".to_owned());
-            state.lose(1, cause);
+            state.shutdown.lose(1, cause);
             drop(state);
             self.counters
                 .dropped
@@ -491,7 +405,7 @@ impl SpanProcessor for CountingProcessor {
 
     fn force_flush(&self) -> OTelSdkResult {
         let mut state = self.queue.lock();
-        if state.shutdown.is_some() || state.stopped {
+        if state.shutdown.began() || state.stopped {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         state.flushes_asked += 1;
@@ -512,37 +426,21 @@ impl SpanProcessor for CountingProcessor {
     /// then reports what was lost to the guard.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let mut state = self.queue.lock();
-        if state.shutdown.is_some() {
+        if state.shutdown.began() {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        state.shutdown = Some(Instant::now() + timeout);
+        state.shutdown.deadline = Some(Instant::now() + timeout);
         self.queue.work.notify_one();
         let (mut state, done) = wait_until(&self.queue.progress, state, timeout, |s| s.stopped);
-        let losses = &self.counters.losses;
         if done {
-            losses.add(Signal::Traces, state.lost);
-            if let Some(cause) = state.cause.take() {
-                losses.set_cause(Signal::Traces, cause);
-            }
+            state.shutdown.report(Signal::Traces, &self.counters.losses);
             return Ok(());
         }
         // The export in flight did not return in time: what it held and what is still queued
         // is lost too. The export thread no longer counts anything.
-        state.abandoned = true;
         let left = self.pending.load(Ordering::Acquire);
-        losses.add(Signal::Traces, state.lost + left);
-        let last = state
-            .cause
-            .take()
-            .map(|c| format!("{c}; "))
-            .unwrap_or_default();
-        losses.set_cause(
-            Signal::Traces,
-            format!(
-                "{last}{left} spans were still queued or being exported when the {timeout:.1?} \
-                 deadline passed (the collector did not answer in time)"
-            ),
-        );
+        state.shutdown.abandon(Signal::Traces, left, timeout);
+        state.shutdown.report(Signal::Traces, &self.counters.losses);
         drop(state);
         self.counters
             .dropped
@@ -562,8 +460,8 @@ impl Drop for CountingProcessor {
     /// Lets the export thread finish if the provider was never shut down.
     fn drop(&mut self) {
         let mut state = self.queue.lock();
-        if state.shutdown.is_none() {
-            state.shutdown = Some(Instant::now() + Duration::from_secs(1));
+        if !state.shutdown.began() {
+            state.shutdown.deadline = Some(Instant::now() + Duration::from_secs(1));
             self.queue.work.notify_one();
         }
     }

@@ -45,14 +45,7 @@ fn routes() -> Router {
 
 /// A configuration from `vars` alone (the process environment is not read).
 fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    ObservabilityConfig::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap()
+    ObservabilityConfig::from_lookup(soma_system_tests::lookup(vars)).unwrap()
 }
 
 async fn request(router: &Router) {

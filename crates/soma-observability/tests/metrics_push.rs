@@ -8,16 +8,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use common::{build, config, get as get_status, scrape, send, string_attr, Behaviour, FakeOtlp};
+use common::{build, config, get as get_status, hit, scrape, string_attr, Behaviour, FakeOtlp};
 use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, HistogramDataPoint, Metric};
-use soma_observability::{Observability, ObservabilityConfig};
+use soma_observability::ObservabilityConfig;
 use soma_system_tests::otlp::BlackHole;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -25,15 +24,6 @@ const ROUTE: &str = "/users/{id}";
 
 fn routes() -> Router {
     Router::new().route(ROUTE, get(|| async { "user" }))
-}
-
-async fn hit(app: &Router, n: usize) {
-    for _ in 0..n {
-        let status = send(app, Request::get("/users/1").body(Body::empty()).unwrap())
-            .await
-            .0;
-        assert_eq!(status, StatusCode::OK);
-    }
 }
 
 /// Metrics pushed to `endpoint` over `protocol` every 300 ms (and scraped); no traces or logs.
@@ -354,11 +344,7 @@ async fn the_final_push_at_shutdown_carries_the_last_requests() {
             protocol,
             &[("OTEL_METRIC_EXPORT_INTERVAL", "3600000")],
         );
-        let parts = Observability::builder("final")
-            .with_config(config)
-            .with_shutdown_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let parts = common::build_with_shutdown_timeout("final", config, Duration::from_secs(5));
         let app = parts.instrument(routes()).unwrap();
         hit(&app, 9).await;
         assert!(
@@ -388,16 +374,10 @@ async fn shutdown_with_a_hung_collector_returns_within_its_deadline() {
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "10000"),
             ],
         );
-        let parts = Observability::builder("stuck")
-            .with_config(config)
-            .with_shutdown_timeout(Duration::from_secs(1))
-            .build()
-            .unwrap();
+        let parts = common::build_with_shutdown_timeout("stuck", config, Duration::from_secs(1));
         let app = parts.instrument(routes()).unwrap();
         hit(&app, 3).await;
-        let started = Instant::now();
-        let result = parts.into_guard().shutdown().await;
-        let took = started.elapsed();
+        let (result, took) = common::timed_shutdown(parts).await;
         assert!(
             took < Duration::from_millis(1300),
             "{protocol}: shutdown took {took:?} ({result:?})"

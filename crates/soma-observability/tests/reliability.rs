@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use common::{
-    build, config, metrics_only, otlp_config, sample, scrape, send, string_attr, Behaviour,
+    build, config, hit, metrics_only, otlp_config, sample, scrape, send, string_attr, Behaviour,
     FakeOtlp,
 };
 use opentelemetry::metrics::MeterProvider as _;
@@ -19,15 +19,6 @@ const WAIT: Duration = Duration::from_secs(15);
 
 fn routes() -> Router {
     Router::new().route("/users/{id}", get(|| async { "user" }))
-}
-
-async fn hit(app: &Router, n: usize) {
-    for _ in 0..n {
-        let status = send(app, Request::get("/users/1").body(Body::empty()).unwrap())
-            .await
-            .0;
-        assert_eq!(status, StatusCode::OK);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,17 +251,11 @@ async fn shutdown_against_a_503_collector_returns_on_time_with_the_lost_spans_co
     cfg.traces.schedule_delay = Duration::from_secs(60);
     cfg.traces.max_export_batch_size = 10;
     cfg.logs.exporter = soma_observability::config::ExporterKind::None;
-    let parts = soma_observability::Observability::builder("throttled")
-        .with_config(cfg)
-        .with_shutdown_timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
+    let parts = common::build_with_shutdown_timeout("throttled", cfg, Duration::from_secs(3));
     let app = parts.instrument(routes()).unwrap();
     hit(&app, 100).await;
     let metrics_before = scrape(&app).await;
-    let started = Instant::now();
-    let result = parts.into_guard().shutdown().await;
-    let took = started.elapsed();
+    let (result, took) = common::timed_shutdown(parts).await;
     assert!(
         took < Duration::from_millis(3200),
         "shutdown took {took:?} ({result:?})"

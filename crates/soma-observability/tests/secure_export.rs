@@ -10,12 +10,12 @@ mod secure;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{build, sample};
+use common::{build, try_config};
 use secure::{
-    capture_warnings, config, hit, routes, wait_for_failed_spans, wait_for_warning, ClientAuth,
-    Pki, TlsOtlp, WAIT,
+    assert_failed_spans, assert_log_arrives, assert_mtls_is_enforced, capture_warnings, config,
+    hit, routes, wait_for_warning, ClientAuth, Pki, TlsOtlp, WAIT,
 };
-use soma_observability::{ConfigError, Observability, ObservabilityConfig, SetupError};
+use soma_observability::{ConfigError, Observability, SetupError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_ca_delivers_spans_and_logs_over_https() {
@@ -47,18 +47,7 @@ async fn the_right_ca_delivers_spans_and_logs_over_https() {
             .count(),
         3
     );
-    let logs = receiver
-        .otlp
-        .wait_for_logs(WAIT, |logs| {
-            logs.iter()
-                .any(|l| format!("{:?}", l.body).contains("loaded user over tls"))
-        })
-        .await;
-    assert!(
-        logs.iter()
-            .any(|l| format!("{:?}", l.body).contains("loaded user over tls")),
-        "no log record arrived over TLS"
-    );
+    assert_log_arrives(&receiver, "no log record arrived over TLS").await;
     assert!(
         receiver.handshake_errors().is_empty(),
         "{:?}",
@@ -88,16 +77,7 @@ async fn a_wrong_ca_fails_the_export_visibly_and_costs_requests_nothing() {
         took < Duration::from_secs(2),
         "failing exports slowed requests: {took:?}"
     );
-    let metrics = wait_for_failed_spans(&app, 20.0).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "otel_sdk_exporter_span_exported_total",
-            &[r#"error_type="export_failed""#]
-        ),
-        Some(20.0),
-        "{metrics}"
-    );
+    assert_failed_spans(&app, 20.0).await;
     assert!(
         receiver.otlp.spans().is_empty(),
         "a span got through an untrusted TLS connection"
@@ -123,63 +103,12 @@ async fn a_wrong_ca_fails_the_export_visibly_and_costs_requests_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_rejects_a_service_without_a_client_certificate_and_accepts_one_with_it() {
-    let pki = Pki::generate();
-    let receiver = TlsOtlp::start(&pki, ClientAuth::Required).await;
-
-    let mut anonymous = config(
-        &receiver.http_endpoint(),
+    assert_mtls_is_enforced(
         "http/protobuf",
-        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca)],
-    );
-    anonymous.logs.exporter = soma_observability::config::ExporterKind::None;
-    let parts = build("tls-anonymous", anonymous);
-    let app = parts.instrument(routes()).unwrap();
-    hit(&app, 5).await;
-    let metrics = wait_for_failed_spans(&app, 5.0).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "otel_sdk_exporter_span_exported_total",
-            &[r#"error_type="export_failed""#]
-        ),
-        Some(5.0),
-        "{metrics}"
-    );
-    let errors = receiver.wait_for_handshake_error(WAIT).await;
-    assert!(
-        errors.iter().any(|e| e.contains("certificate")),
-        "the receiver did not reject the handshake for a missing client certificate: {errors:?}"
-    );
-    assert!(receiver.otlp.spans().is_empty());
-
-    let cfg = config(
-        &receiver.localhost_endpoint(),
-        "http/protobuf",
-        &[
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca),
-            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &pki.client_cert),
-            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &pki.client_key),
-        ],
-    );
-    let parts = build("tls-mutual", cfg);
-    let app = parts.instrument(routes()).unwrap();
-    hit(&app, 2).await;
-    let spans = receiver.otlp.wait_for_spans(WAIT, |s| s.len() >= 2).await;
-    assert_eq!(
-        spans.len(),
-        2,
-        "the service with a client certificate was not accepted"
-    );
-}
-
-fn from_vars(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    ObservabilityConfig::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
+        ["tls-anonymous", "tls-mutual"],
+        [TlsOtlp::http_endpoint, TlsOtlp::localhost_endpoint],
+    )
+    .await;
 }
 
 fn path(p: &Path) -> &str {
@@ -254,7 +183,7 @@ fn tls_files_that_cannot_be_used_are_startup_errors_naming_variable_and_path() {
                 path(&pki.client_cert),
             ));
         }
-        let err = from_vars(&vars).unwrap_err();
+        let err = try_config(&vars).unwrap_err();
         let (setting, got_path, got_problem) = tls_file_error(&err);
         assert_eq!(setting, var);
         assert_eq!(got_path, file);
@@ -274,7 +203,7 @@ fn tls_files_that_cannot_be_used_are_startup_errors_naming_variable_and_path() {
 #[test]
 fn a_client_certificate_without_its_key_is_an_error() {
     let pki = Pki::generate();
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         (
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
@@ -288,7 +217,7 @@ fn a_client_certificate_without_its_key_is_an_error() {
          OTEL_EXPORTER_OTLP_CLIENT_KEY is not: a client certificate (mTLS) needs both the \
          certificate and its private key"
     );
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", path(&pki.client_key)),
     ])
@@ -305,7 +234,7 @@ fn a_client_certificate_without_its_key_is_an_error() {
 #[test]
 fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
     let pki = Pki::generate();
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.ca)),
     ])
@@ -317,7 +246,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
          connections only; use an https:// endpoint, or unset OTEL_EXPORTER_OTLP_CERTIFICATE"
     );
     // Per signal: only the signal that exports in plain text is wrong.
-    let err = from_vars(&[
+    let err = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         (
             "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -332,7 +261,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
         "{err}"
     );
     // Unused settings are not checked: logs not exported, or OTEL_SDK_DISABLED.
-    let cfg = from_vars(&[
+    let cfg = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         (
             "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -343,7 +272,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
     ])
     .unwrap();
     assert_eq!(cfg.traces.certificate.as_deref(), Some(pki.ca.as_path()));
-    assert!(from_vars(&[
+    assert!(try_config(&[
         ("OTEL_SDK_DISABLED", "true"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
     ])
@@ -353,7 +282,7 @@ fn a_certificate_for_a_plain_text_endpoint_is_an_error() {
 #[test]
 fn per_signal_tls_files_beat_the_generic_ones() {
     let pki = Pki::generate();
-    let cfg = from_vars(&[
+    let cfg = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.ca)),
         ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", path(&pki.other_ca)),
@@ -398,7 +327,7 @@ fn per_signal_tls_files_beat_the_generic_ones() {
 #[test]
 fn a_tls_file_set_in_code_is_checked_when_building() {
     let pki = Pki::generate();
-    let mut cfg = from_vars(&[
+    let mut cfg = try_config(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:9"),
         ("OTEL_LOGS_EXPORTER", "none"),
     ])

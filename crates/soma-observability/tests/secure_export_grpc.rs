@@ -8,10 +8,10 @@ mod secure;
 
 use std::time::Duration;
 
-use common::{build, sample};
+use common::build;
 use secure::{
-    capture_warnings, config, hit, routes, wait_for_failed_spans, wait_for_warning, ClientAuth,
-    Pki, TlsOtlp, WAIT,
+    assert_failed_spans, assert_log_arrives, assert_mtls_is_enforced, capture_warnings, config,
+    hit, routes, wait_for_warning, ClientAuth, Pki, TlsOtlp, WAIT,
 };
 use soma_observability::config::ExporterKind;
 
@@ -33,18 +33,7 @@ async fn the_right_ca_delivers_spans_and_logs_over_grpc_with_tls() {
     hit(&app, 3).await;
     let spans = receiver.otlp.wait_for_spans(WAIT, |s| s.len() >= 3).await;
     assert_eq!(spans.len(), 3, "{spans:?}");
-    let logs = receiver
-        .otlp
-        .wait_for_logs(WAIT, |logs| {
-            logs.iter()
-                .any(|l| format!("{:?}", l.body).contains("loaded user over tls"))
-        })
-        .await;
-    assert!(
-        logs.iter()
-            .any(|l| format!("{:?}", l.body).contains("loaded user over tls")),
-        "no log record arrived over gRPC with TLS"
-    );
+    assert_log_arrives(&receiver, "no log record arrived over gRPC with TLS").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,16 +54,7 @@ async fn a_wrong_ca_fails_grpc_export_visibly_and_costs_requests_nothing() {
         took < Duration::from_secs(2),
         "failing exports slowed requests: {took:?}"
     );
-    let metrics = wait_for_failed_spans(&app, 20.0).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "otel_sdk_exporter_span_exported_total",
-            &[r#"error_type="export_failed""#]
-        ),
-        Some(20.0),
-        "{metrics}"
-    );
+    assert_failed_spans(&app, 20.0).await;
     assert!(receiver.otlp.spans().is_empty());
     let warning = wait_for_warning(&["span export failed", "not trusted", "UnknownIssuer"])
         .await
@@ -87,53 +67,10 @@ async fn a_wrong_ca_fails_grpc_export_visibly_and_costs_requests_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_mtls_rejects_a_service_without_a_client_certificate_and_accepts_one_with_it() {
-    let pki = Pki::generate();
-    let receiver = TlsOtlp::start(&pki, ClientAuth::Required).await;
-
-    let mut anonymous = config(
-        &receiver.grpc_endpoint(),
+    assert_mtls_is_enforced(
         "grpc",
-        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca)],
-    );
-    anonymous.logs.exporter = ExporterKind::None;
-    let parts = build("tls-grpc-anonymous", anonymous);
-    let app = parts.instrument(routes()).unwrap();
-    hit(&app, 5).await;
-    let metrics = wait_for_failed_spans(&app, 5.0).await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "otel_sdk_exporter_span_exported_total",
-            &[r#"error_type="export_failed""#]
-        ),
-        Some(5.0),
-        "{metrics}"
-    );
-    let errors = receiver.wait_for_handshake_error(WAIT).await;
-    assert!(
-        errors.iter().any(|e| e.contains("certificate")),
-        "the receiver did not reject the handshake for a missing client certificate: {errors:?}"
-    );
-    assert!(receiver.otlp.spans().is_empty());
-
-    let parts = build(
-        "tls-grpc-mutual",
-        config(
-            &receiver.grpc_endpoint(),
-            "grpc",
-            &[
-                ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca),
-                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &pki.client_cert),
-                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &pki.client_key),
-            ],
-        ),
-    );
-    let app = parts.instrument(routes()).unwrap();
-    hit(&app, 2).await;
-    let spans = receiver.otlp.wait_for_spans(WAIT, |s| s.len() >= 2).await;
-    assert_eq!(
-        spans.len(),
-        2,
-        "the service with a client certificate was not accepted"
-    );
+        ["tls-grpc-anonymous", "tls-grpc-mutual"],
+        [TlsOtlp::grpc_endpoint, TlsOtlp::grpc_endpoint],
+    )
+    .await;
 }

@@ -294,11 +294,8 @@ async fn a_down_or_hung_collector_delays_neither_requests_nor_shutdown() {
             ("OTEL_BSP_SCHEDULE_DELAY", "20"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
         ]);
-        let parts = soma_observability::Observability::builder("resilient")
-            .with_config(config)
-            .with_shutdown_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
+        let parts =
+            common::build_with_shutdown_timeout("resilient", config, Duration::from_secs(2));
         let app = parts.instrument(routes()).unwrap();
         let started = Instant::now();
         for _ in 0..200 {
@@ -314,9 +311,7 @@ async fn a_down_or_hung_collector_delays_neither_requests_nor_shutdown() {
             per_request < Duration::from_millis(5),
             "{label}: {per_request:?} per request"
         );
-        let started = Instant::now();
-        let result = parts.into_guard().shutdown().await;
-        let took = started.elapsed();
+        let (result, took) = common::timed_shutdown(parts).await;
         assert!(
             took < Duration::from_millis(2600),
             "{label}: shutdown took {took:?} ({result:?})"

@@ -23,58 +23,13 @@
 use axum::http::{HeaderMap, HeaderName};
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 
+pub use crate::config::{HeaderCapture, MAX_CAPTURED_HEADERS};
 use crate::error::ConfigError;
 
-/// The most header names one list may hold.
-pub const MAX_CAPTURED_HEADERS: usize = 32;
 /// The most lines of one header recorded in its attribute.
 pub const MAX_VALUES_PER_HEADER: usize = 16;
 /// What a redacted header value is recorded as.
 pub const REDACTED: &str = "[REDACTED]";
-
-/// Which headers become span attributes (see the [module docs](self)). Names are
-/// case-insensitive; every list is empty by default.
-///
-/// ```
-/// use soma_observability::http::HeaderCapture;
-///
-/// let capture = HeaderCapture {
-///     server_request: vec!["X-Request-Id".into(), "Accept".into()],
-///     server_response: vec!["Content-Type".into()],
-///     sanitize: vec!["X-Tenant-Secret-Ish".into()],
-///     ..HeaderCapture::default()
-/// };
-/// # let _ = capture;
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeaderCapture {
-    /// Request headers recorded on server spans (`http.request.header.<name>`).
-    pub server_request: Vec<String>,
-    /// Response headers recorded on server spans (`http.response.header.<name>`).
-    pub server_response: Vec<String>,
-    /// Request headers recorded on [`HttpClient`](crate::HttpClient) spans.
-    pub client_request: Vec<String>,
-    /// Response headers recorded on [`HttpClient`](crate::HttpClient) spans.
-    pub client_response: Vec<String>,
-    /// Extra headers whose values are redacted, besides the always-sensitive ones.
-    pub sanitize: Vec<String>,
-}
-
-/// Parses a comma-separated list of header names (the environment's form); `None` if a name is
-/// not a valid header name or there are more than [`MAX_CAPTURED_HEADERS`].
-pub(crate) fn parse_names(value: &str) -> Option<Vec<String>> {
-    let names: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let valid = names.len() <= MAX_CAPTURED_HEADERS
-        && names
-            .iter()
-            .all(|n| HeaderName::from_bytes(n.as_bytes()).is_ok());
-    valid.then_some(names)
-}
 
 /// The header lists compiled for recording.
 #[derive(Debug, Default)]
@@ -195,20 +150,6 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_lists_are_trimmed_lowercased_and_bounded() {
-        assert_eq!(
-            parse_names(" X-Request-Id, ,accept "),
-            Some(vec!["x-request-id".to_owned(), "accept".to_owned()])
-        );
-        assert_eq!(parse_names("bad header"), None);
-        let many = (0..=MAX_CAPTURED_HEADERS)
-            .map(|i| format!("x-{i}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        assert_eq!(parse_names(&many), None);
-    }
 
     #[test]
     fn credentials_are_always_sensitive() {

@@ -24,13 +24,7 @@ pub fn config(vars: &[(&str, &str)]) -> ObservabilityConfig {
 
 /// [`config`], for the variables that must be rejected.
 pub fn try_config(vars: &[(&str, &str)]) -> Result<ObservabilityConfig, ConfigError> {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    ObservabilityConfig::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
+    ObservabilityConfig::from_lookup(soma_system_tests::lookup(vars))
 }
 
 /// Metrics only: no span, no OTLP log.
@@ -63,6 +57,31 @@ pub fn build(service: &str, config: ObservabilityConfig) -> ObservabilityParts {
         .with_config(config)
         .build()
         .unwrap()
+}
+
+/// [`build`], with `shutdown_timeout` as the guard's shutdown deadline.
+pub fn build_with_shutdown_timeout(
+    service: &str,
+    config: ObservabilityConfig,
+    shutdown_timeout: std::time::Duration,
+) -> ObservabilityParts {
+    Observability::builder(service)
+        .with_config(config)
+        .with_shutdown_timeout(shutdown_timeout)
+        .build()
+        .unwrap()
+}
+
+/// Shuts `parts` down through their guard: the outcome, and how long it took.
+pub async fn timed_shutdown(
+    parts: ObservabilityParts,
+) -> (
+    Result<(), soma_observability::ShutdownError>,
+    std::time::Duration,
+) {
+    let started = std::time::Instant::now();
+    let result = parts.into_guard().shutdown().await;
+    (result, started.elapsed())
 }
 
 /// A router with the one route `path`, instrumented by `parts` (with `/metrics`).
@@ -110,6 +129,16 @@ pub async fn send(
         .await
         .unwrap();
     (status, headers, body)
+}
+
+/// Sends `GET /users/1` through `app` `n` times, asserting each answers 200.
+pub async fn hit(app: &Router, n: usize) {
+    for _ in 0..n {
+        let status = send(app, Request::get("/users/1").body(Body::empty()).unwrap())
+            .await
+            .0;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
 
 pub async fn get(app: &Router, uri: &str) -> StatusCode {

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
+use soma_observability::config::ExporterKind;
 use soma_observability::ObservabilityConfig;
 pub use soma_system_tests::tls::{ClientAuth, Pki, TlsOtlp};
 
-use crate::common::{get as get_status, sample, scrape};
+use crate::common::{build, get as get_status, sample, scrape};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -32,21 +33,20 @@ pub fn config(
     protocol: &str,
     extra: &[(&str, &std::path::Path)],
 ) -> ObservabilityConfig {
-    let mut vars: Vec<(String, String)> = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.into()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
-        ("OTEL_BSP_SCHEDULE_DELAY".into(), "50".into()),
-        ("OTEL_BLRP_SCHEDULE_DELAY".into(), "50".into()),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "3000".into()),
-        ("RUST_LOG".into(), "info".into()),
+    let paths: Vec<(&str, String)> = extra
+        .iter()
+        .map(|(var, path)| (*var, path.display().to_string()))
+        .collect();
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+        ("RUST_LOG", "info"),
     ];
-    for (var, path) in extra {
-        vars.push(((*var).to_owned(), path.display().to_string()));
-    }
-    ObservabilityConfig::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap()
+    vars.extend(paths.iter().map(|(var, path)| (*var, path.as_str())));
+    crate::common::config(&vars)
 }
 
 /// Sends `n` requests, asserting each succeeds; returns how long they took.
@@ -77,6 +77,85 @@ pub async fn wait_for_failed_spans(app: &Router, n: f64) -> String {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Asserts that `otel_sdk_exporter_span_exported_total{error_type="export_failed"}` reaches
+/// exactly `n` spans (waiting for it as [`wait_for_failed_spans`] does).
+pub async fn assert_failed_spans(app: &Router, n: f64) {
+    let metrics = wait_for_failed_spans(app, n).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "otel_sdk_exporter_span_exported_total",
+            &[r#"error_type="export_failed""#]
+        ),
+        Some(n),
+        "{metrics}"
+    );
+}
+
+/// Waits for the log record of [`routes`] at `receiver`; `missing` is the failure message.
+pub async fn assert_log_arrives(receiver: &TlsOtlp, missing: &str) {
+    let logs = receiver
+        .otlp
+        .wait_for_logs(WAIT, |logs| {
+            logs.iter()
+                .any(|l| format!("{:?}", l.body).contains("loaded user over tls"))
+        })
+        .await;
+    assert!(
+        logs.iter()
+            .any(|l| format!("{:?}", l.body).contains("loaded user over tls")),
+        "{missing}"
+    );
+}
+
+/// The mTLS scenario over `protocol`: a receiver that requires client certificates rejects the
+/// handshake of service `services[0]`, which has none (every span export fails and is counted),
+/// and accepts `services[1]`, which has one; each exports to its endpoint of `endpoints`.
+pub async fn assert_mtls_is_enforced(
+    protocol: &str,
+    services: [&str; 2],
+    endpoints: [fn(&TlsOtlp) -> String; 2],
+) {
+    let pki = Pki::generate();
+    let receiver = TlsOtlp::start(&pki, ClientAuth::Required).await;
+
+    let mut anonymous = config(
+        &endpoints[0](&receiver),
+        protocol,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca)],
+    );
+    anonymous.logs.exporter = ExporterKind::None;
+    let parts = build(services[0], anonymous);
+    let app = parts.instrument(routes()).unwrap();
+    hit(&app, 5).await;
+    assert_failed_spans(&app, 5.0).await;
+    let errors = receiver.wait_for_handshake_error(WAIT).await;
+    assert!(
+        errors.iter().any(|e| e.contains("certificate")),
+        "the receiver did not reject the handshake for a missing client certificate: {errors:?}"
+    );
+    assert!(receiver.otlp.spans().is_empty());
+
+    let cfg = config(
+        &endpoints[1](&receiver),
+        protocol,
+        &[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &pki.client_cert),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &pki.client_key),
+        ],
+    );
+    let parts = build(services[1], cfg);
+    let app = parts.instrument(routes()).unwrap();
+    hit(&app, 2).await;
+    let spans = receiver.otlp.wait_for_spans(WAIT, |s| s.len() >= 2).await;
+    assert_eq!(
+        spans.len(),
+        2,
+        "the service with a client certificate was not accepted"
+    );
 }
 
 #[derive(Clone, Default)]
