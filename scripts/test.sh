@@ -14,6 +14,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+echo "== no import cycle between the library's modules"
+python3 scripts/check-module-cycles.py | tail -3
 echo "== cargo build (the service binaries the system tests start)"
 cargo build --workspace --bins --locked
 echo "== the README's quick start as an outside crate, run with an invalid OTEL_* value"
