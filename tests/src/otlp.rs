@@ -265,62 +265,44 @@ impl FakeOtlp {
     /// The OTLP/HTTP endpoints (`/v1/traces`, `/v1/logs`, `/v1/metrics`), storing into this
     /// receiver.
     pub fn http_router(&self) -> Router {
-        let http_state = self.clone();
         Router::new()
             .route(
                 "/v1/traces",
-                axum::routing::post({
-                    let otlp = http_state.clone();
-                    move |headers: HeaderMap, body: Bytes| async move {
-                        if let Err(code) = otlp.gate().await {
-                            return failure(code);
-                        }
-                        let (body, gzip) = decode_body(&headers, &body);
-                        otlp.note_compressed(gzip);
-                        let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-                        otlp.store_traces(request);
-                        ExportTraceServiceResponse::default()
-                            .encode_to_vec()
-                            .into_response()
-                    }
-                }),
+                self.export_route::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+                    Self::store_traces,
+                ),
             )
             .route(
                 "/v1/logs",
-                axum::routing::post({
-                    let otlp = http_state.clone();
-                    move |headers: HeaderMap, body: Bytes| async move {
-                        if let Err(code) = otlp.gate().await {
-                            return failure(code);
-                        }
-                        let (body, gzip) = decode_body(&headers, &body);
-                        otlp.note_compressed(gzip);
-                        let request = ExportLogsServiceRequest::decode(&body[..]).unwrap();
-                        otlp.store_logs(request);
-                        ExportLogsServiceResponse::default()
-                            .encode_to_vec()
-                            .into_response()
-                    }
-                }),
+                self.export_route::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
+                    Self::store_logs,
+                ),
             )
             .route(
                 "/v1/metrics",
-                axum::routing::post({
-                    let otlp = http_state.clone();
-                    move |headers: HeaderMap, body: Bytes| async move {
-                        if let Err(code) = otlp.gate().await {
-                            return failure(code);
-                        }
-                        let (body, gzip) = decode_body(&headers, &body);
-                        otlp.note_compressed(gzip);
-                        let request = ExportMetricsServiceRequest::decode(&body[..]).unwrap();
-                        otlp.store_metrics(request);
-                        ExportMetricsServiceResponse::default()
-                            .encode_to_vec()
-                            .into_response()
-                    }
-                }),
+                self.export_route::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+                    Self::store_metrics,
+                ),
             )
+    }
+
+    /// One OTLP/HTTP endpoint: the scripted behaviour, gunzip, decode a `Req`, `store` it, and
+    /// answer with an empty `Resp`.
+    fn export_route<Req, Resp>(&self, store: fn(&Self, Req)) -> axum::routing::MethodRouter
+    where
+        Req: Message + Default + Send + 'static,
+        Resp: Message + Default,
+    {
+        let otlp = self.clone();
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+            if let Err(code) = otlp.gate().await {
+                return failure(code);
+            }
+            let (body, gzip) = decode_body(&headers, &body);
+            otlp.note_compressed(gzip);
+            store(&otlp, Req::decode(&body[..]).unwrap());
+            Resp::default().encode_to_vec().into_response()
+        })
     }
 
     async fn gate(&self) -> Result<(), u16> {
