@@ -304,9 +304,13 @@ impl ObservabilityBuilder {
             "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*",
         )?);
         let layer = HttpTelemetryLayer::new(Shared {
-            metrics: config
-                .metrics_recorded()
-                .then(|| crate::http::HttpInstruments::new(&meter)),
+            metrics: config.metrics_recorded().then(|| {
+                crate::http::HttpInstruments::new(
+                    &metrics.provider.meter(SCOPE),
+                    &metrics.exposition.exemplars,
+                    SCOPE,
+                )
+            }),
             tracing,
             excluded_paths: self.excluded_paths,
             routes: crate::http::RouteInterner::default(),

@@ -260,14 +260,59 @@ impl ExemplarValue for u64 {
     }
 }
 
-/// A histogram that records into the SDK's and offers each measurement made inside a span to
-/// the exemplar store (see the module docs).
-pub(crate) struct WithExemplars<T> {
-    inner: Histogram<T>,
+/// One histogram's exemplars: the store, the instrument's (scope, name) and the bucket
+/// boundaries its series are created with. [`WithExemplars`] offers what it records from the
+/// current context; the HTTP layer offers with the request's server span, which it holds.
+#[derive(Debug)]
+pub(crate) struct HistogramExemplars {
     store: Arc<ExemplarStore>,
     scope: String,
     name: String,
     bounds: Arc<[f64]>,
+}
+
+impl HistogramExemplars {
+    /// `None` when exemplars are off: then nothing is kept, nothing is looked up.
+    pub(crate) fn new(
+        store: &Arc<ExemplarStore>,
+        scope: &str,
+        name: &str,
+        bounds: Option<&[f64]>,
+    ) -> Option<Self> {
+        (store.filter != ExemplarFilter::AlwaysOff).then(|| Self {
+            store: Arc::clone(store),
+            scope: scope.to_owned(),
+            name: name.to_owned(),
+            bounds: Arc::from(bounds.unwrap_or(SDK_DEFAULT_BOUNDS)),
+        })
+    }
+
+    /// The filter measurements pass before they are offered.
+    pub(crate) fn filter(&self) -> ExemplarFilter {
+        self.store.filter
+    }
+
+    /// The series of `attributes`, to bind once (`None` past [`MAX_SERIES_PER_INSTRUMENT`]).
+    pub(crate) fn series(&self, attributes: &[KeyValue]) -> Option<Arc<SeriesExemplars>> {
+        self.store
+            .series(&self.scope, &self.name, attributes, &self.bounds)
+    }
+
+    /// Offers a measurement of an unbound record made in `span`.
+    pub(crate) fn offer(&self, attributes: &[KeyValue], value: f64, span: Option<&SpanContext>) {
+        if eligible(self.store.filter, span) {
+            if let Some(series) = self.series(attributes) {
+                series.offer(self.store.filter, value, span);
+            }
+        }
+    }
+}
+
+/// A histogram that records into the SDK's and offers each measurement made inside a span to
+/// the exemplar store (see the module docs).
+pub(crate) struct WithExemplars<T> {
+    inner: Histogram<T>,
+    exemplars: HistogramExemplars,
 }
 
 impl<T: ExemplarValue> WithExemplars<T> {
@@ -279,16 +324,10 @@ impl<T: ExemplarValue> WithExemplars<T> {
         name: &str,
         bounds: Option<&[f64]>,
     ) -> Histogram<T> {
-        if store.filter == ExemplarFilter::AlwaysOff {
-            return inner;
+        match HistogramExemplars::new(store, scope, name, bounds) {
+            Some(exemplars) => Histogram::new(Arc::new(Self { inner, exemplars })),
+            None => inner,
         }
-        Histogram::new(Arc::new(Self {
-            inner,
-            store: Arc::clone(store),
-            scope: scope.to_owned(),
-            name: name.to_owned(),
-            bounds: Arc::from(bounds.unwrap_or(SDK_DEFAULT_BOUNDS)),
-        }))
     }
 }
 
@@ -297,23 +336,15 @@ impl<T: ExemplarValue> SyncInstrument<T> for WithExemplars<T> {
         self.inner.record(measurement, attributes);
         // `trace_based` decides from the current span alone, before any lookup.
         let span = current_span();
-        if eligible(self.store.filter, span.as_ref()) {
-            if let Some(series) =
-                self.store
-                    .series(&self.scope, &self.name, attributes, &self.bounds)
-            {
-                series.offer(self.store.filter, measurement.as_f64(), span.as_ref());
-            }
-        }
+        self.exemplars
+            .offer(attributes, measurement.as_f64(), span.as_ref());
     }
 
     fn bind(&self, attributes: &[KeyValue]) -> Box<dyn BoundSyncInstrument<T> + Send + Sync> {
         Box::new(BoundWithExemplars {
             inner: self.inner.bind(attributes),
-            series: self
-                .store
-                .series(&self.scope, &self.name, attributes, &self.bounds),
-            filter: self.store.filter,
+            series: self.exemplars.series(attributes),
+            filter: self.exemplars.filter(),
         })
     }
 }
@@ -340,7 +371,7 @@ impl<T: ExemplarValue> BoundSyncInstrument<T> for BoundWithExemplars<T> {
 }
 
 /// Whether `filter` lets a measurement made in `span` become an exemplar.
-fn eligible(filter: ExemplarFilter, span: Option<&SpanContext>) -> bool {
+pub(crate) fn eligible(filter: ExemplarFilter, span: Option<&SpanContext>) -> bool {
     match filter {
         ExemplarFilter::AlwaysOff => false,
         ExemplarFilter::TraceBased => span.is_some_and(SpanContext::is_sampled),

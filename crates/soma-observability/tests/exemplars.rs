@@ -112,6 +112,44 @@ async fn unsampled_requests_leave_no_exemplar() {
     parts.into_guard().shutdown().await.unwrap();
 }
 
+/// The layer offers its own server span when the request is sampled; without one (traces off
+/// here) a histogram measurement takes the span current around the request, as any histogram
+/// does: an application that traces with a provider of its own keeps its exemplars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_server_span_the_current_span_is_the_exemplar() {
+    use opentelemetry::context::FutureExt as _;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+    let parts = Observability::builder("exemplars")
+        .with_config(common::metrics_only())
+        .build()
+        .unwrap();
+    let app = parts.instrument(routes()).unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let span_id = "00f067aa0ba902b7";
+    let outer = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from_hex(trace_id).unwrap(),
+        SpanId::from_hex(span_id).unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    ));
+    let request = Request::get("/slow").body(Body::empty()).unwrap();
+    send(&app, request).with_context(outer).await;
+    // Outside that context: nothing to keep.
+    send(&app, Request::get("/slow").body(Body::empty()).unwrap()).await;
+    let text = scrape(&app, Some(OPENMETRICS)).await;
+    let lines = exemplar_lines(&text, "http_server_request_duration_seconds");
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].contains(&format!(
+            r#" # {{trace_id="{trace_id}",span_id="{span_id}"}} "#
+        )),
+        "{}",
+        lines[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exemplars_can_be_turned_off() {
     let otlp = FakeOtlp::start().await;

@@ -6,8 +6,11 @@ use std::time::Instant;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer,
+};
 use opentelemetry::{Context, ContextGuard, KeyValue, StringValue};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::attributes::{self, Labels};
@@ -125,13 +128,19 @@ impl RequestState {
 impl Drop for RequestState {
     fn drop(&mut self) {
         if let Some(metrics) = &self.shared.metrics {
-            // A sampled request's server span is current while its histograms record, so that
-            // they keep it as their exemplar (`crate::exemplars`); an unsampled one skips this.
-            let _exemplar_span = self
-                .context
+            // A sampled request's server span is the exemplar of its measurements; otherwise
+            // the span current where the request ends, as for any histogram
+            // (`crate::exemplars`).
+            let server_span = self.context.as_ref().map(|cx| cx.span());
+            let sampled = server_span
                 .as_ref()
-                .filter(|cx| cx.span().span_context().is_sampled())
-                .map(|cx| cx.clone().attach());
+                .map(opentelemetry::trace::SpanRef::span_context)
+                .filter(|sc| sc.is_sampled());
+            let current = match sampled {
+                None if metrics.keeps_exemplars() => crate::exemplars::current_span(),
+                _ => None,
+            };
+            let span = sampled.or(current.as_ref());
             let measurements = Measurements {
                 duration: self.start.elapsed().as_secs_f64(),
                 request_body_size: self.request_body_size,
@@ -141,7 +150,7 @@ impl Drop for RequestState {
             match self.outcome {
                 Outcome::Pending => {}
                 Outcome::Responded(status) => {
-                    metrics.record_response(&self.route, self.labels, status, &measurements);
+                    metrics.record_response(&self.route, self.labels, status, &measurements, span);
                 }
                 Outcome::Failed(error) => metrics.record_unbound(
                     &series::attributes(
@@ -151,6 +160,7 @@ impl Drop for RequestState {
                         Some(StringValue::from(error)),
                     ),
                     &measurements,
+                    span,
                 ),
                 Outcome::Panicked(status) => metrics.record_unbound(
                     &series::attributes(
@@ -160,6 +170,7 @@ impl Drop for RequestState {
                         Some(StringValue::from(PANIC_ERROR_TYPE)),
                     ),
                     &measurements,
+                    span,
                 ),
             }
         }
@@ -218,13 +229,12 @@ fn record_outcome(
 
 const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
-/// `00-{trace_id}-{span_id}-{flags}`, written without `format!`.
+/// `00-{trace_id}-{span_id}-{flags}`, written without `format!`, two hex digits per byte from
+/// a table.
 fn traceresponse(sc: &SpanContext) -> Option<HeaderValue> {
     fn hex(bytes: &[u8], out: &mut [u8]) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0xf)];
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
         }
     }
     let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
@@ -233,6 +243,18 @@ fn traceresponse(sc: &SpanContext) -> Option<HeaderValue> {
     hex(&[sc.trace_flags().to_u8()], &mut value[53..55]);
     HeaderValue::from_bytes(&value).ok()
 }
+
+/// Every byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// The status code as a string, for `error.type` (only ever needed for 5xx responses).
 fn status_str(status: u16) -> StringValue {
@@ -252,7 +274,10 @@ fn start_span<B>(
     labels: Labels,
     route: &Route,
 ) -> Context {
-    let parent = tracing.propagator.extract(&RequestHeaders(req.headers()));
+    let parent = extract_parent(tracing, req.headers());
+    if surely_unsampled(tracing.sampler, &parent) {
+        return unsampled_span(&parent);
+    }
     let mut builder = tracing
         .tracer
         .span_builder(route.span_name(labels))
@@ -279,6 +304,60 @@ fn start_span<B>(
         headers.record(req.headers(), limit, |kv| span.set_attribute(kv));
     }
     parent.with_span(span)
+}
+
+/// The context the request carries (on top of the current one): what the propagators extract.
+/// A request without any header they read gets the current context as it is, without asking
+/// each propagator.
+fn extract_parent(tracing: &HttpTracing, headers: &HeaderMap) -> Context {
+    if !headers.contains_key(TRACEPARENT) && !headers.contains_key(BAGGAGE) {
+        // The W3C trace context reads `tracestate` only with a valid `traceparent`.
+        return Context::current();
+    }
+    tracing.propagator.extract(&RequestHeaders(headers))
+}
+
+/// Whether the configured sampler drops every span started in `parent` (`always_off`, and
+/// `parentbased_*` under an unsampled parent or with an `always_off` root), as the SDK's
+/// samplers decide it.
+fn surely_unsampled(sampler: Sampler, parent: &Context) -> bool {
+    if parent.is_telemetry_suppressed() {
+        return false; // the SDK's tracer starts no span at all there
+    }
+    match sampler {
+        Sampler::AlwaysOff => true,
+        // As the SDK's `Sampler::ParentBased`: any active span is a parent, valid or not.
+        Sampler::ParentBased(_) if parent.has_active_span() => {
+            !parent.span().span_context().is_sampled()
+        }
+        Sampler::ParentBased(root) => root == ParentBasedRoot::AlwaysOff,
+        Sampler::AlwaysOn | Sampler::TraceIdRatio(_) => false,
+    }
+}
+
+/// The server span of a request the sampler drops, as the SDK's tracer makes it (the parent's
+/// trace id and trace state, a new span id, no flags, not recording) without starting an SDK
+/// span: nothing records it, nothing exports it, and its ids still propagate downstream and in
+/// `traceresponse`.
+fn unsampled_span(parent: &Context) -> Context {
+    let ids = RandomIdGenerator::default();
+    let span_context = {
+        let parent_span = parent.span();
+        let parent_context = parent_span.span_context();
+        let trace_id = if parent_context.is_valid() {
+            parent_context.trace_id()
+        } else {
+            ids.new_trace_id()
+        };
+        SpanContext::new(
+            trace_id,
+            ids.new_span_id(),
+            TraceFlags::default(),
+            false,
+            parent_context.trace_state().clone(),
+        )
+    };
+    parent.with_remote_span_context(span_context)
 }
 
 /// What the configured sampler will most likely decide (ratios count as "sampled" from 0.5 on):
