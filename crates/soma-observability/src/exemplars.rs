@@ -76,6 +76,20 @@ impl SeriesExemplars {
 
     /// Keeps `value` as its bucket's exemplar, if `filter` lets `span` through.
     pub(crate) fn offer(&self, filter: ExemplarFilter, value: f64, span: Option<&SpanContext>) {
+        if eligible(filter, span) {
+            self.offer_at(filter, value, span, SystemTime::now());
+        }
+    }
+
+    /// [`offer`](Self::offer), measured at `time`: one clock read for a request's three
+    /// histograms.
+    pub(crate) fn offer_at(
+        &self,
+        filter: ExemplarFilter,
+        value: f64,
+        span: Option<&SpanContext>,
+        time: SystemTime,
+    ) {
         let ids = match (filter, span) {
             (ExemplarFilter::AlwaysOff, _) => return,
             (_, Some(sc)) if sc.is_sampled() => Some((sc.trace_id(), sc.span_id())),
@@ -89,11 +103,7 @@ impl SeriesExemplars {
             return;
         }
         let bucket = self.bounds.partition_point(|&bound| bound < value);
-        let exemplar = Exemplar {
-            ids,
-            value,
-            time: SystemTime::now(),
-        };
+        let exemplar = Exemplar { ids, value, time };
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = buckets.get_mut(bucket) {
             *slot = Some(exemplar);

@@ -13,6 +13,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use opentelemetry::metrics::{BoundUpDownCounter, Histogram, Meter, UpDownCounter};
 use opentelemetry::trace::SpanContext;
@@ -214,11 +215,12 @@ impl HttpInstruments {
         if !crate::exemplars::eligible(filter, span) {
             return;
         }
+        let now = SystemTime::now();
         if let Some(exemplars) = &series.duration_exemplars {
-            exemplars.offer(filter, measurements.duration, span);
+            exemplars.offer_at(filter, measurements.duration, span, now);
         }
         if let Some(exemplars) = &series.response_body_size_exemplars {
-            exemplars.offer(filter, measurements.response_body_size as f64, span);
+            exemplars.offer_at(filter, measurements.response_body_size as f64, span, now);
         }
         if let Some((
             RequestBodySeries {
@@ -228,7 +230,7 @@ impl HttpInstruments {
             size,
         )) = request_body_size
         {
-            exemplars.offer(filter, size as f64, span);
+            exemplars.offer_at(filter, size as f64, span, now);
         }
     }
 

@@ -278,30 +278,24 @@ fn start_span<B>(
     if surely_unsampled(tracing.sampler, &parent) {
         return unsampled_span(&parent);
     }
-    let mut builder = tracing
+    let builder = tracing
         .tracer
         .span_builder(route.span_name(labels))
         .with_kind(SpanKind::Server);
     if likely_sampled(tracing.sampler, parent.span().span_context()) {
-        // Room for every attribute the span can get, so that a recording span never grows its
-        // vector; an unsampled one allocates nothing.
-        builder = builder.with_attributes(Vec::with_capacity(SPAN_ATTRIBUTES));
+        // The attributes go in with the builder: the SDK keeps the vector as the span's own
+        // (and applies the attribute limit as `set_attribute` would), with room for every
+        // attribute the span can get, so that it never grows.
+        let mut attributes = Vec::with_capacity(SPAN_ATTRIBUTES);
+        request_attributes(shared, req, labels, route, |kv| attributes.push(kv));
+        let span = builder
+            .with_attributes(attributes)
+            .start_with_context(&tracing.tracer, &parent);
+        return parent.with_span(span);
     }
     let mut span = builder.start_with_context(&tracing.tracer, &parent);
     if span.is_recording() {
-        span.set_attribute(KeyValue::new(semconv::HTTP_REQUEST_METHOD, labels.method()));
-        span.set_attribute(KeyValue::new(semconv::URL_SCHEME, labels.scheme()));
-        span.set_attribute(KeyValue::new(
-            semconv::NETWORK_PROTOCOL_VERSION,
-            labels.version(),
-        ));
-        if let Some(route) = route.value() {
-            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
-        }
-        add_request_attributes(&mut span, shared.attribute_value_length_limit, req, labels);
-        let limit = shared.attribute_value_length_limit;
-        let headers = &shared.headers.server_request;
-        headers.record(req.headers(), limit, |kv| span.set_attribute(kv));
+        request_attributes(shared, req, labels, route, |kv| span.set_attribute(kv));
     }
     parent.with_span(span)
 }
@@ -377,26 +371,38 @@ fn likely_sampled(sampler: Sampler, parent: &SpanContext) -> bool {
     }
 }
 
-/// The server span's attributes that are copied from the request.
-fn add_request_attributes<B>(
-    span: &mut impl opentelemetry::trace::Span,
-    limit: usize,
+/// The server span's attributes known at the start: the labels, the route, what is copied
+/// from the request, and the captured request headers, handed to `add` in that order.
+fn request_attributes<B>(
+    shared: &Shared,
     req: &Request<B>,
     labels: Labels,
+    route: &Route,
+    mut add: impl FnMut(KeyValue),
 ) {
+    let limit = shared.attribute_value_length_limit;
+    add(KeyValue::new(semconv::HTTP_REQUEST_METHOD, labels.method()));
+    add(KeyValue::new(semconv::URL_SCHEME, labels.scheme()));
+    add(KeyValue::new(
+        semconv::NETWORK_PROTOCOL_VERSION,
+        labels.version(),
+    ));
+    if let Some(route) = route.value() {
+        add(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+    }
     if labels.method() == attributes::OTHER {
-        span.set_attribute(KeyValue::new(
+        add(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
             attributes::truncate(req.method().as_str(), limit).to_owned(),
         ));
     }
-    span.set_attribute(KeyValue::new(
+    add(KeyValue::new(
         semconv::URL_PATH,
         attributes::truncate(req.uri().path(), limit).to_owned(),
     ));
     if let Some(query) = req.uri().query() {
         let redacted = attributes::redact_query(query);
-        span.set_attribute(KeyValue::new(
+        add(KeyValue::new(
             semconv::URL_QUERY,
             attributes::truncate(&redacted, limit).to_owned(),
         ));
@@ -406,18 +412,22 @@ fn add_request_attributes<B>(
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        span.set_attribute(KeyValue::new(
+        add(KeyValue::new(
             semconv::USER_AGENT_ORIGINAL,
             attributes::truncate(agent, limit).to_owned(),
         ));
     }
     if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
-        span.set_attribute(KeyValue::new(
+        add(KeyValue::new(
             semconv::CLIENT_ADDRESS,
             addr.ip().to_string(),
         ));
-        span.set_attribute(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
+        add(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
     }
+    shared
+        .headers
+        .server_request
+        .record(req.headers(), limit, add);
 }
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
