@@ -22,7 +22,7 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: Inner<B>,
-        state: Option<RequestState>,
+        state: Option<Box<RequestState>>,
         catch_panic: bool,
     }
 }
@@ -44,7 +44,7 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(body: B, state: Option<RequestState>, catch_panic: bool) -> Self {
+    pub(crate) fn new(body: B, state: Option<Box<RequestState>>, catch_panic: bool) -> Self {
         Self {
             inner: Inner::Body { body },
             state,
@@ -53,7 +53,7 @@ impl<B> ResponseBody<B> {
     }
 
     /// An empty body that records `state` when it is sent or dropped.
-    pub(crate) fn empty(state: Option<RequestState>) -> Self {
+    pub(crate) fn empty(state: Option<Box<RequestState>>) -> Self {
         Self {
             inner: Inner::Empty,
             state,
@@ -94,7 +94,7 @@ where
                 let _attached = if body.is_end_stream() {
                     None
                 } else {
-                    this.state.as_ref().and_then(RequestState::attach_context)
+                    this.state.as_deref().and_then(RequestState::attach_context)
                 };
                 std::panic::catch_unwind(AssertUnwindSafe(|| body.poll_frame(cx)))
             }

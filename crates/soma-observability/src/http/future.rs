@@ -17,7 +17,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        state: Option<RequestState>,
+        state: Option<Box<RequestState>>,
         catch_panic: bool,
     }
 }
@@ -31,7 +31,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn tracked(inner: F, state: RequestState, catch_panic: bool) -> Self {
+    pub(crate) fn tracked(inner: F, state: Box<RequestState>, catch_panic: bool) -> Self {
         Self {
             inner,
             state: Some(state),
@@ -57,7 +57,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = {
-            let _attached = this.state.as_ref().and_then(RequestState::attach_context);
+            let _attached = this.state.as_deref().and_then(RequestState::attach_context);
             let inner = this.inner;
             std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
         };

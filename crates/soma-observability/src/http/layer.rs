@@ -129,7 +129,7 @@ where
                 .get::<MatchedPath>()
                 .map(MatchedPath::as_str),
         );
-        let state = RequestState::start(Arc::clone(&self.shared), &req, route);
+        let state = Box::new(RequestState::start(Arc::clone(&self.shared), &req, route));
         let future = {
             let _attached = state.attach_context();
             self.inner.call(req)
