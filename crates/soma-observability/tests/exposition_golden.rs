@@ -4,7 +4,8 @@
 //! formats: a change here must be deliberate.
 //!
 //! Two things move from one run to the next and are normalized before the comparison: the
-//! process metrics' values (replaced by `<value>`; names and labels are kept) and the order of
+//! process and tokio runtime metrics' values (replaced by `<value>`; names and labels are kept;
+//! the runtime metrics appear in OpenMetrics, scraped on a tokio runtime) and the order of
 //! the series inside a family (the SDK keeps them in a hash map with a random seed): each
 //! family's sample lines are sorted by their labels without `le`, stably, so a histogram's
 //! buckets, sum and count stay in their order.
@@ -230,14 +231,14 @@ fn registry() -> ObservabilityParts {
     parts
 }
 
-/// The text with the process metrics' values masked and each family's samples in a fixed order.
+/// The text with the moving values masked and each family's samples in a fixed order.
 fn normalize(text: &str) -> String {
     let mut out = String::new();
     let mut samples: Vec<&str> = Vec::new();
     let flush = |samples: &mut Vec<&str>, out: &mut String| {
         samples.sort_by_key(|line| series_key(line));
         for line in samples.drain(..) {
-            out.push_str(&mask_process_value(line));
+            out.push_str(&mask_moving_value(line));
             out.push('\n');
         }
     };
@@ -263,8 +264,9 @@ fn series_key(line: &str) -> String {
     labels.split(",le=\"").next().unwrap_or_default().to_owned()
 }
 
-fn mask_process_value(line: &str) -> String {
-    if !line.starts_with("process_") {
+/// The line with its value replaced when it is one of the process or runtime metrics.
+fn mask_moving_value(line: &str) -> String {
+    if !(line.starts_with("process_") || line.starts_with("tokio_runtime_")) {
         return line.to_owned();
     }
     match line.rfind(' ') {
