@@ -8,7 +8,8 @@
 //! nothing), monotonic sums get `_total`, every series carries `otel_scope_name` (and
 //! `otel_scope_version` when set), and the resource is `target_info`. Writing the text directly
 //! avoids building `prometheus` protobuf families and sorting them, which cost ~1.8 µs per series;
-//! every line is appended to one buffer, without a per-line allocation.
+//! every line is appended to one buffer, without a per-line allocation, and each attribute key's
+//! label name is worked out once per scrape rather than once per data point.
 
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -114,6 +115,10 @@ pub(crate) fn write(
         out,
         format,
         labels: String::with_capacity(256),
+        names: LabelNames::default(),
+        head: String::new(),
+        tail: String::new(),
+        tail_alone: String::new(),
         bounds: Vec::new(),
         le: Vec::new(),
         exemplars: Vec::new(),
@@ -150,11 +155,18 @@ fn kind(metric: &Metric) -> Option<(&'static str, bool)> {
 }
 
 /// Writes sample lines, reusing its buffers from one data point to the next.
-struct Writer<'a> {
+struct Writer<'a, 'r> {
     out: &'a mut String,
     format: Format,
     /// The current histogram point's labels.
     labels: String,
+    /// The label names of the attribute keys, computed once per key rather than per point.
+    names: LabelNames<'r>,
+    /// The current sum's or gauge's line pieces: `name{`, then after the point's attributes
+    /// `,<scope labels>} ` (`tail`), or `<scope labels>} ` when it has none (`tail_alone`).
+    head: String,
+    tail: String,
+    tail_alone: String,
     /// The bucket bounds `le` holds the formatted values of.
     bounds: Vec<f64>,
     le: Vec<String>,
@@ -162,7 +174,7 @@ struct Writer<'a> {
     exemplars: Vec<Option<Exemplar>>,
 }
 
-impl Writer<'_> {
+impl<'r> Writer<'_, 'r> {
     fn header(&mut self, name: &str, metric: &Metric, kind: &str) {
         let out = &mut *self.out;
         let openmetrics = self.format == Format::OpenMetrics;
@@ -200,7 +212,7 @@ impl Writer<'_> {
     fn metric(
         &mut self,
         name: &str,
-        metric: &Metric,
+        metric: &'r Metric,
         scope_labels: &str,
         exemplars: Option<&InstrumentExemplars>,
     ) {
@@ -208,20 +220,21 @@ impl Writer<'_> {
             ($data:expr) => {
                 match $data {
                     MetricData::Gauge(gauge) => {
+                        self.set_line(name, scope_labels);
                         for point in gauge.data_points() {
-                            self.set_labels(|| point.attributes(), scope_labels, SCOPE_LABELS);
-                            self.line(name, "", point.value());
+                            self.sample(|| point.attributes(), point.value());
                         }
                     }
                     MetricData::Sum(sum) => {
+                        self.set_line(name, scope_labels);
                         for point in sum.data_points() {
-                            self.set_labels(|| point.attributes(), scope_labels, SCOPE_LABELS);
-                            self.line(name, "", point.value());
+                            self.sample(|| point.attributes(), point.value());
                         }
                     }
                     MetricData::Histogram(histogram) => {
+                        self.names.reserve(HISTOGRAM_LABELS);
                         for point in histogram.data_points() {
-                            self.set_labels(|| point.attributes(), scope_labels, HISTOGRAM_LABELS);
+                            self.set_labels(|| point.attributes(), scope_labels);
                             self.set_bounds(|| point.bounds());
                             self.exemplars.clear();
                             if let Some(series) =
@@ -246,15 +259,50 @@ impl Writer<'_> {
         }
     }
 
+    /// The pieces of a sum's or gauge's lines around each point's attributes.
+    fn set_line(&mut self, name: &str, scope_labels: &str) {
+        self.names.reserve(SCOPE_LABELS);
+        self.head.clear();
+        self.head.push_str(name);
+        self.head.push('{');
+        self.tail.clear();
+        self.tail_alone.clear();
+        if !scope_labels.is_empty() {
+            self.tail.push(',');
+            self.tail.push_str(scope_labels);
+            self.tail_alone.push_str(scope_labels);
+        }
+        self.tail.push_str("} ");
+        self.tail_alone.push_str("} ");
+    }
+
+    /// `name{attributes,scope labels} value` of a sum's or gauge's point (after
+    /// [`set_line`](Self::set_line)): the same text as [`set_labels`](Self::set_labels) and
+    /// [`line`](Self::line), written straight into the output.
+    fn sample<I: Iterator<Item = &'r KeyValue>>(
+        &mut self,
+        attributes: impl Fn() -> I,
+        value: impl Number,
+    ) {
+        let out = &mut *self.out;
+        out.push_str(&self.head);
+        if self.names.push(out, attributes) {
+            out.push_str(&self.tail);
+        } else {
+            out.push_str(&self.tail_alone);
+        }
+        value.push_to(out);
+        out.push('\n');
+    }
+
     /// The labels of the next lines: the data point's attributes, then the scope's.
-    fn set_labels<'k, I: Iterator<Item = &'k KeyValue>>(
+    fn set_labels<I: Iterator<Item = &'r KeyValue>>(
         &mut self,
         attributes: impl Fn() -> I,
         scope_labels: &str,
-        reserved: &[&str],
     ) {
         self.labels.clear();
-        push_attributes(&mut self.labels, attributes, reserved);
+        self.names.push(&mut self.labels, attributes);
         if !scope_labels.is_empty() {
             if !self.labels.is_empty() {
                 self.labels.push(',');
@@ -378,6 +426,94 @@ where
 }
 
 const EXPORTED: &str = "exported_";
+
+/// The label names of attribute keys by their position in a data point's attributes, for one
+/// set of reserved names: the points of an instrument (and usually the instruments of a scope)
+/// carry the same keys in the same order, so each key is sanitized, checked against the reserved
+/// names and against the other keys once, not once per point. The keys are borrowed from the
+/// collected data, which does not change while it is written.
+#[derive(Default)]
+struct LabelNames<'r> {
+    /// The reserved names the entries were made for.
+    reserved: &'static [&'static str],
+    /// Each position's key and its `name="` (sanitized, `exported_` when reserved).
+    names: Vec<(&'r str, String)>,
+    /// How many leading entries are known to have distinct names.
+    distinct: usize,
+}
+
+impl<'r> LabelNames<'r> {
+    /// Makes the next points' label names avoid `reserved`.
+    fn reserve(&mut self, reserved: &'static [&'static str]) {
+        if self.reserved != reserved {
+            self.reserved = reserved;
+            self.names.clear();
+            self.distinct = 0;
+        }
+    }
+
+    /// A data point's attributes as labels, appended to `out`: what [`push_attributes`] writes
+    /// with this set's reserved names. Returns whether it wrote any.
+    fn push<I: Iterator<Item = &'r KeyValue>>(
+        &mut self,
+        out: &mut String,
+        attributes: impl Fn() -> I,
+    ) -> bool {
+        /// Name positions checked for duplicates, as in [`push_attributes`].
+        const CHECKED: usize = 16;
+        let start = out.len();
+        let mut count = 0;
+        for kv in attributes() {
+            let key = kv.key.as_str();
+            let known = self
+                .names
+                .get(count)
+                .is_some_and(|(known, _)| std::ptr::eq(*known, key) || *known == key);
+            if !known {
+                self.learn(count, key);
+            }
+            if count > 0 {
+                out.push(',');
+            }
+            if let Some((_, name)) = self.names.get(count) {
+                out.push_str(name);
+            }
+            push_value(out, &kv.value);
+            out.push('"');
+            count += 1;
+        }
+        if count > CHECKED || (count > self.distinct && self.duplicated(count)) {
+            out.truncate(start);
+            push_merged_attributes(out, attributes(), self.reserved);
+        }
+        count > 0
+    }
+
+    /// Makes `key` the entry at `position` (at most one past the last).
+    fn learn(&mut self, position: usize, key: &'r str) {
+        let mut name = String::with_capacity(key.len() + 2);
+        push_sanitized(&mut name, key, NameKind::Label);
+        if self.reserved.contains(&name.as_str()) {
+            name.insert_str(0, EXPORTED);
+        }
+        name.push_str("=\"");
+        match self.names.get_mut(position) {
+            Some(entry) => *entry = (key, name),
+            None => self.names.push((key, name)),
+        }
+        self.distinct = self.distinct.min(position);
+    }
+
+    /// Whether two of the first `count` names are the same (and if not, remembers it).
+    fn duplicated(&mut self, count: usize) -> bool {
+        let names = &self.names[..count.min(self.names.len())];
+        let duplicated = (1..names.len()).any(|i| names[..i].iter().any(|n| n.1 == names[i].1));
+        if !duplicated {
+            self.distinct = count;
+        }
+        duplicated
+    }
+}
 
 /// The rare path of [`push_attributes`]: sanitized names sorted, equal ones merged.
 fn push_merged_attributes<'k>(
@@ -503,8 +639,10 @@ fn push_label(labels: &mut String, key: &str, value: &str) {
 /// Appends `text` with `\` and newlines escaped, and `"` too in a label value (and in an
 /// OpenMetrics help text).
 pub(crate) fn push_escaped(out: &mut String, text: &str, label_value: bool) {
-    let special = |c: char| c == '\\' || c == '\n' || (label_value && c == '"');
-    if !text.contains(special) {
+    // The special characters are ASCII, so never part of a multi-byte character: checking the
+    // bytes is checking the characters, without decoding them.
+    let special = |b: &u8| *b == b'\\' || *b == b'\n' || (label_value && *b == b'"');
+    if !text.as_bytes().iter().any(special) {
         out.push_str(text);
         return;
     }
@@ -685,6 +823,50 @@ mod tests {
             labels.starts_with(r#"k0="0;18",k1="1;19",k10="10""#),
             "{labels}"
         );
+    }
+
+    #[test]
+    fn label_names_remembered_per_position_write_what_push_attributes_writes() {
+        // Keys the same by content but not by address (owned strings), keys that change from
+        // one point to the next at some positions, collisions, reserved names, and more
+        // attributes than the duplicate check covers.
+        let owned = |key: &str, value: i64| KeyValue::new(key.to_owned(), value);
+        let points: Vec<Vec<KeyValue>> = vec![
+            vec![KeyValue::new("id", "1")],
+            vec![KeyValue::new("id", "2\"\n\\")],
+            vec![owned("id", 3)],
+            vec![],
+            vec![KeyValue::new("a.b", 1), KeyValue::new("c", 2)],
+            vec![KeyValue::new("a.b", 1), KeyValue::new("a_b", 2)],
+            vec![KeyValue::new("a.b", 1), KeyValue::new("c", 2)],
+            vec![KeyValue::new("x", 1), KeyValue::new("a_b", 2)],
+            vec![owned("a_b", 1), owned("a.b", 2), owned("c", 3)],
+            vec![
+                KeyValue::new("le", 1),
+                KeyValue::new("otel.scope.name", "s"),
+            ],
+            vec![
+                KeyValue::new("otel_scope_version", 1),
+                KeyValue::new("le", 2),
+            ],
+            (0..20).map(|i| owned(&format!("k{}", i % 18), i)).collect(),
+            (0..17).map(|i| owned(&format!("k{i}"), i)).collect(),
+            vec![KeyValue::new("k0", 0), KeyValue::new("k1", 1)],
+            vec![KeyValue::new("é.x", true), KeyValue::new("9", 1.5)],
+        ];
+        for reserved in [SCOPE_LABELS, HISTOGRAM_LABELS] {
+            let mut names = LabelNames::default();
+            names.reserve(reserved);
+            // Twice through, so that every point also meets names remembered from others.
+            for attributes in points.iter().chain(&points) {
+                let mut expected = String::from("x{");
+                push_attributes(&mut expected, || attributes.iter(), reserved);
+                let mut actual = String::from("x{");
+                let wrote = names.push(&mut actual, || attributes.iter());
+                assert_eq!(actual, expected, "{attributes:?} avoiding {reserved:?}");
+                assert_eq!(wrote, !attributes.is_empty());
+            }
+        }
     }
 
     #[test]
