@@ -203,6 +203,8 @@ mod propagation;
 pub mod runtime;
 mod scrape;
 mod serve;
+#[cfg(feature = "otlp")]
+mod span_encoding;
 mod subscriber;
 pub mod tls;
 mod traces;
