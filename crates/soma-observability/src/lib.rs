@@ -154,7 +154,9 @@
 //! | [`http`] | the server layer: metrics and a span per request ([`http::headers`]: captured headers) |
 //! | `client.rs` | [`HttpClient`]: the instrumented outgoing client |
 //! | `propagation.rs` | the propagator: strict W3C `traceparent`, bounded `tracestate` |
-//! | `traces.rs` | the tracer provider, sampler and exporter |
+//! | `traces.rs` | the tracer provider, sampler and batch processor |
+//! | `span_encoding.rs` | a batch of spans as the bytes of an OTLP export request |
+//! | `span_export.rs` | the OTLP span exporter: those bytes over HTTP/protobuf or gRPC, with retries |
 //! | `logs.rs` | the logger provider and its exporter (OTLP logs) |
 //! | `subscriber.rs` | the `tracing` subscriber: stdout, spans and events to the providers |
 //! | `metrics.rs` | the meter provider, its buckets and views |
@@ -205,6 +207,8 @@ mod scrape;
 mod serve;
 #[cfg(feature = "otlp")]
 mod span_encoding;
+#[cfg(feature = "otlp")]
+mod span_export;
 mod subscriber;
 pub mod tls;
 mod traces;

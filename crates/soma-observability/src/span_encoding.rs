@@ -17,9 +17,6 @@
 //! attributes of every value type, events, links, status, dropped counts, schema URLs). A test
 //! decodes them with prost and compares them to that transform's output.
 
-// Wired into the span exporter in the next commit.
-#![allow(dead_code)]
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceState};
