@@ -488,6 +488,39 @@ mod grpc {
             Ok(Some(src.copy_to_bytes(src.remaining())))
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn grpc_codes_are_retried_as_opentelemetry_otlp_retries_them() {
+            let retry = |status: Status| failure(&status).retry;
+            assert_eq!(retry(Status::unavailable("down")), Retry::Backoff);
+            assert_eq!(retry(Status::deadline_exceeded("slow")), Retry::Backoff);
+            assert_eq!(retry(Status::internal("bug")), Retry::Never);
+            assert_eq!(retry(Status::invalid_argument("bad")), Retry::Never);
+            assert_eq!(retry(Status::resource_exhausted("slow down")), Retry::Never);
+            // google.rpc.Status with a RetryInfo of 2 s.
+            let type_url = b"type.googleapis.com/google.rpc.RetryInfo";
+            let mut any = vec![0x0a, 40];
+            any.extend_from_slice(type_url);
+            any.extend_from_slice(&[0x12, 4, 0x0a, 2, 0x08, 2]);
+            let mut details = vec![0x1a, 48];
+            details.extend_from_slice(&any);
+            let throttled =
+                Status::with_details(Code::ResourceExhausted, "slow down", details.into());
+            assert_eq!(
+                retry(throttled),
+                Retry::After(std::time::Duration::from_secs(2))
+            );
+            let message = failure(&Status::unavailable("scripted outage")).message;
+            assert_eq!(
+                message,
+                "gRPC span export failed with gRPC code: Unavailable: scripted outage"
+            );
+        }
+    }
 }
 
 // ---- reading the little the exporter reads ----
