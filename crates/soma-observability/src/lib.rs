@@ -225,6 +225,9 @@ pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use parts::ObservabilityParts;
 pub use serve::shutdown_signal;
+#[cfg(feature = "otlp")]
+#[doc(hidden)]
+pub use span_export::bench as __span_export_bench;
 
 /// The OpenTelemetry API this crate is built on (0.33), re-exported so that your instruments,
 /// attributes and tracers are the very types [`get_meter`] and [`get_tracer`] use.

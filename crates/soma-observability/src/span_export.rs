@@ -108,25 +108,73 @@ impl OtlpSpanExporter {
 
     /// The batch as the bytes every attempt sends: encoded, and gzipped for HTTP when asked.
     fn body(&self, batch: &[SpanData]) -> Result<Bytes, OTelSdkError> {
+        let gzip =
+            self.compression == Compression::Gzip && matches!(self.transport, Transport::Http(_));
         let mut encoding = self.encoding.lock().unwrap_or_else(PoisonError::into_inner);
         let (encoder, buffer) = &mut *encoding;
-        encoder.encode(batch, buffer);
-        let gzip_here =
-            self.compression == Compression::Gzip && matches!(self.transport, Transport::Http(_));
-        if !gzip_here {
-            return Ok(Bytes::copy_from_slice(buffer));
+        encode_body(encoder, buffer, batch, gzip)
+    }
+}
+
+/// `batch` encoded into `buffer`, then copied out (or gzipped) as the body of every attempt.
+fn encode_body(
+    encoder: &mut SpanEncoder,
+    buffer: &mut Vec<u8>,
+    batch: &[SpanData],
+    gzip: bool,
+) -> Result<Bytes, OTelSdkError> {
+    encoder.encode(batch, buffer);
+    if !gzip {
+        return Ok(Bytes::copy_from_slice(buffer));
+    }
+    if buffer.len() > MAX_HTTP_BODY {
+        return Err(too_large("uncompressed", buffer.len()));
+    }
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(buffer.len() / 4),
+        flate2::Compression::default(),
+    );
+    gz.write_all(buffer)
+        .and_then(|()| gz.finish())
+        .map(Bytes::from)
+        .map_err(|err| OTelSdkError::InternalFailure(format!("gzip failed: {err}")))
+}
+
+/// The exporter's CPU work on a batch before it is sent, for the benchmarks (`soma-benches`);
+/// not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use bytes::Bytes;
+    use opentelemetry_sdk::error::OTelSdkError;
+    use opentelemetry_sdk::trace::SpanData;
+    use opentelemetry_sdk::Resource;
+
+    use crate::span_encoding::SpanEncoder;
+
+    /// What the span exporter keeps from batch to batch to encode them.
+    #[derive(Debug)]
+    pub struct BatchEncoder {
+        encoder: SpanEncoder,
+        buffer: Vec<u8>,
+    }
+
+    impl BatchEncoder {
+        /// An encoder for spans of `resource`.
+        pub fn new(resource: &Resource) -> Self {
+            Self {
+                encoder: SpanEncoder::new(resource),
+                buffer: Vec::new(),
+            }
         }
-        if buffer.len() > MAX_HTTP_BODY {
-            return Err(too_large("uncompressed", buffer.len()));
+
+        /// The body the exporter sends for `batch` (gzipped: as over HTTP with gzip).
+        ///
+        /// # Errors
+        ///
+        /// As the exporter's: a gzip failure or a body over the HTTP limit.
+        pub fn body(&mut self, batch: &[SpanData], gzip: bool) -> Result<Bytes, OTelSdkError> {
+            super::encode_body(&mut self.encoder, &mut self.buffer, batch, gzip)
         }
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(buffer.len() / 4),
-            flate2::Compression::default(),
-        );
-        gz.write_all(buffer)
-            .and_then(|()| gz.finish())
-            .map(Bytes::from)
-            .map_err(|err| OTelSdkError::InternalFailure(format!("gzip failed: {err}")))
     }
 }
 
