@@ -117,18 +117,45 @@ impl OtlpSpanExporter {
 }
 
 /// `batch` encoded into `buffer`, then copied out (or gzipped) as the body of every attempt.
+impl OtlpSpanExporter {
+    /// Sends `body`, retrying as the [module docs](self) say; the collector's answer.
+    async fn send(&self, body: &Bytes) -> Result<Bytes, Failure> {
+        match &self.transport {
+            Transport::Http(http) => {
+                let gzip = self.compression == Compression::Gzip;
+                if body.len() > MAX_HTTP_BODY {
+                    let representation = if gzip { "compressed" } else { "uncompressed" };
+                    return Err(Failure {
+                        retry: Retry::Never,
+                        message: too_large(representation, body.len()),
+                    });
+                }
+                with_retries(self.timeout, || async { http.send(body.clone(), gzip) }).await
+            }
+            #[cfg(feature = "grpc")]
+            Transport::Grpc(grpc) => with_retries(self.timeout, || grpc.send(body.clone())).await,
+        }
+    }
+}
+
 fn encode_body(
     encoder: &mut SpanEncoder,
     buffer: &mut Vec<u8>,
     batch: &[SpanData],
     gzip: bool,
 ) -> Result<Bytes, OTelSdkError> {
-    encoder.encode(batch, buffer);
+    encoder
+        .encode(batch, buffer)
+        .map_err(|bug| OTelSdkError::InternalFailure(bug.to_string()))?;
     if !gzip {
-        return Ok(Bytes::copy_from_slice(buffer));
+        // The buffer itself, not a copy: it comes back with `recycle` once sent.
+        return Ok(Bytes::from(std::mem::take(buffer)));
     }
     if buffer.len() > MAX_HTTP_BODY {
-        return Err(too_large("uncompressed", buffer.len()));
+        return Err(OTelSdkError::InternalFailure(too_large(
+            "uncompressed",
+            buffer.len(),
+        )));
     }
     let mut gz = flate2::write::GzEncoder::new(
         Vec::with_capacity(buffer.len() / 4),
@@ -175,14 +202,29 @@ pub mod bench {
         pub fn body(&mut self, batch: &[SpanData], gzip: bool) -> Result<Bytes, OTelSdkError> {
             super::encode_body(&mut self.encoder, &mut self.buffer, batch, gzip)
         }
+
+        /// Gives the buffer of a sent `body` back, as the exporter does after the export.
+        pub fn recycle(&mut self, body: Bytes) {
+            super::recycle(&mut self.buffer, body);
+        }
     }
 }
 
-fn too_large(representation: &str, len: usize) -> OTelSdkError {
-    OTelSdkError::InternalFailure(format!(
+/// Takes the body's buffer back for the next batch, if nothing else holds it any more (the
+/// HTTP client may still, for a moment: then the next batch allocates one).
+fn recycle(buffer: &mut Vec<u8>, body: Bytes) {
+    if buffer.capacity() == 0 {
+        if let Ok(body) = body.try_into_mut() {
+            *buffer = body.into();
+        }
+    }
+}
+
+fn too_large(representation: &str, len: usize) -> String {
+    format!(
         "OTLP HTTP {representation} request body is {len} bytes, exceeding the limit of \
          {MAX_HTTP_BODY} bytes; the spans are dropped: reduce OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
-    ))
+    )
 }
 
 impl SpanExporter for OtlpSpanExporter {
@@ -192,17 +234,10 @@ impl SpanExporter for OtlpSpanExporter {
         }
         let body = self.body(&batch)?;
         drop(batch);
-        let result = match &self.transport {
-            Transport::Http(http) => {
-                if body.len() > MAX_HTTP_BODY {
-                    return Err(too_large("compressed", body.len()));
-                }
-                let gzip = self.compression == Compression::Gzip;
-                with_retries(self.timeout, || async { http.send(body.clone(), gzip) }).await
-            }
-            #[cfg(feature = "grpc")]
-            Transport::Grpc(grpc) => with_retries(self.timeout, || grpc.send(body.clone())).await,
-        };
+        let result = self.send(&body).await;
+        let mut encoding = self.encoding.lock().unwrap_or_else(PoisonError::into_inner);
+        recycle(&mut encoding.1, body);
+        drop(encoding);
         match result {
             Ok(response) => {
                 warn_on_partial_success(&response);
