@@ -42,7 +42,7 @@ for b in "$1" "$2"; do
 done
 awk -v a="$(total "$OUT/export.$1.out")" -v b="$(total "$OUT/export.$2.out")" -v n="$(( ($2 - $1) * 1024 ))" \
   'BEGIN { printf "%-22s %8.0f instructions/span (before, opentelemetry-otlp gRPC path: copy, convert, encode, drop)\n", "export", (b - a) / n }'
-# The crate's exporter (after): only `direct_export` is counted (encode, copy the body out, drop
+# The crate's exporter (after): only `direct_export` is counted (encode, the buffer as body, drop
 # the batch), not the copy of the batch each round hands it.
 for b in "$1" "$2"; do
   valgrind --tool=callgrind --dump-instr=no --collect-atstart=no \
@@ -51,5 +51,5 @@ for b in "$1" "$2"; do
     "$bin" export-direct "$b" >"$OUT/export-direct.$b.log" 2>&1
 done
 awk -v a="$(total "$OUT/export-direct.$1.out")" -v b="$(total "$OUT/export-direct.$2.out")" -v n="$(( ($2 - $1) * 1024 ))" \
-  'BEGIN { printf "%-22s %8.0f instructions/span (after, span_export: encode, copy the body, drop)\n", "export-direct", (b - a) / n }'
+  'BEGIN { printf "%-22s %8.0f instructions/span (after, span_export: encode, the buffer as body, drop)\n", "export-direct", (b - a) / n }'
 echo "profiles in $OUT; e.g. python3 benches/callgrind-diff.py $OUT/loop.bare.out $OUT/loop.noop_layer.out $N self"

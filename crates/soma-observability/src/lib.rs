@@ -108,7 +108,7 @@
 //!
 //! | Feature | Default | What it adds | Crates it pulls in |
 //! |---|---|---|---|
-//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` with its rustls TLS (aws-lc-rs, the platform verifier: `https://` endpoints, see [`tls`]) |
+//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp` and `prost` (logs and the metrics push; spans are encoded and sent by the crate itself, `span_export.rs`), blocking `reqwest` with its rustls TLS (aws-lc-rs, the platform verifier: `https://` endpoints, see [`tls`]) |
 //! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic` (with rustls on the same aws-lc-rs provider, and the system roots), `h2`, `tower`'s balancing stack |
 //! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
 //!
