@@ -972,7 +972,9 @@ mod tests {
         let b = InstrumentationScope::builder(String::from("lib"))
             .with_attributes([KeyValue::new("b", 2_i64), KeyValue::new("a", 1_i64)])
             .build();
-        let c = InstrumentationScope::builder("lib").with_version("2").build();
+        let c = InstrumentationScope::builder("lib")
+            .with_version("2")
+            .build();
         let mut spans = batch();
         spans.truncate(3);
         spans[0].instrumentation_scope = a;
@@ -980,7 +982,9 @@ mod tests {
         spans[2].instrumentation_scope = c;
         let resource = resource();
         let mut out = Vec::new();
-        SpanEncoder::new(&resource).encode(&spans, &mut out).unwrap();
+        SpanEncoder::new(&resource)
+            .encode(&spans, &mut out)
+            .unwrap();
         let expected = expected(spans, &resource);
         assert_eq!(expected.resource_spans[0].scope_spans.len(), 2);
         assert_same(&out, &expected);
