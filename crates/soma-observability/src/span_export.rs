@@ -114,10 +114,7 @@ impl OtlpSpanExporter {
         let (encoder, buffer) = &mut *encoding;
         encode_body(encoder, buffer, batch, gzip)
     }
-}
 
-/// `batch` encoded into `buffer`, then copied out (or gzipped) as the body of every attempt.
-impl OtlpSpanExporter {
     /// Sends `body`, retrying as the [module docs](self) say; the collector's answer.
     async fn send(&self, body: &Bytes) -> Result<Bytes, Failure> {
         match &self.transport {
@@ -138,6 +135,8 @@ impl OtlpSpanExporter {
     }
 }
 
+/// `batch` encoded into `buffer`, which becomes the body of every attempt (gzipped: a new
+/// buffer, for HTTP).
 fn encode_body(
     encoder: &mut SpanEncoder,
     buffer: &mut Vec<u8>,
