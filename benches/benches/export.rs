@@ -1,7 +1,9 @@
 //! The span exporter's CPU work per batch of 1 024 typical server spans, without the network
-//! (`soma_benches::export`): the gRPC exporter's per-attempt copy, the `SpanData` → OTLP
-//! conversion, the protobuf encoding, and the two exporters' whole paths. criterion reports
-//! the throughput in spans/s (elements/s) on one core.
+//! (`soma_benches::export`). Before, `opentelemetry-otlp` 0.33: the gRPC exporter's per-attempt
+//! copy, the `SpanData` → OTLP conversion, the protobuf encoding, and the two exporters' whole
+//! paths. After, the crate's exporter: `direct_encode` (encode and copy out) and `direct_path`
+//! (the same and the batch's drop). criterion reports the throughput in spans/s (elements/s)
+//! on one core.
 //!
 //! Run: `cargo bench -p soma-benches --bench export -- --measurement-time 3 --warm-up-time 1`
 
@@ -9,7 +11,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use soma_benches::export::{
-    batch, clone_batch, convert, convert_and_encode, encode, resource, BATCH,
+    batch, clone_batch, convert, convert_and_encode, direct_encode, direct_export, encode, encoder,
+    resource, BATCH,
 };
 
 fn export(c: &mut Criterion) {
@@ -45,6 +48,20 @@ fn export(c: &mut Criterion) {
     // The gRPC exporter: the same after its copy of the batch.
     group.bench_function("grpc_path", |b| {
         b.iter(|| convert_and_encode(clone_batch(&spans), &resource));
+    });
+    // The crate's exporter: encode into its buffer and copy the body out ...
+    let mut direct = encoder();
+    assert_eq!(direct_encode(&mut direct, &spans), encode(&request).len());
+    group.bench_function("direct_encode", |b| {
+        b.iter(|| direct_encode(&mut direct, &spans));
+    });
+    // ... and drop the batch it was handed (no copy of it: encoded once for every attempt).
+    group.bench_function("direct_path", |b| {
+        b.iter_batched(
+            || spans.clone(),
+            |batch| direct_export(&mut direct, batch),
+            BatchSize::LargeInput,
+        );
     });
     group.finish();
 }

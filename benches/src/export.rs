@@ -9,8 +9,13 @@
 //! 3. encoding: prost's `encode_to_vec` (what the HTTP/protobuf exporter sends; tonic's codec
 //!    does the same writes into its own buffer) — [`encode`].
 //!
+//! That is the "before". The "after" is the crate's own exporter (`span_export`), whose CPU work
+//! per batch before sending is [`direct_export`]: the batch written as OTLP bytes by
+//! `span_encoding` into the exporter's reused buffer, which is the body of every attempt (no
+//! copy), and the batch dropped (the SDK hands it over by value; no per-attempt copy).
+//!
 //! Sending (HTTP/2, the receiver) is not included. See `benches/benches/export.rs` and
-//! `bench-driver export`.
+//! `bench-driver export` / `bench-driver export-direct`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,14 +31,24 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use opentelemetry_sdk::Resource;
 use prost::Message;
+use soma_observability::__span_export_bench::BatchEncoder;
 
 /// Spans per batch: the SDK's and our exporter's default `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
 pub const BATCH: usize = 1024;
 
 /// The resource an exporter of ours is given: `service.name` and the SDK's `telemetry.sdk.*`.
+pub fn sdk_resource() -> Resource {
+    Resource::builder().with_service_name("bench").build()
+}
+
+/// [`sdk_resource`] as `opentelemetry-otlp` keeps it.
 pub fn resource() -> ResourceAttributesWithSchema {
-    let resource = Resource::builder().with_service_name("bench").build();
-    ResourceAttributesWithSchema::from(&resource)
+    ResourceAttributesWithSchema::from(&sdk_resource())
+}
+
+/// The crate's span exporter's encoder, for [`sdk_resource`].
+pub fn encoder() -> BatchEncoder {
+    BatchEncoder::new(&sdk_resource())
 }
 
 /// A server span as our HTTP layer records it for `GET /users/{n}?page=2&limit=50` from a
@@ -127,4 +142,31 @@ pub fn encode(request: &ExportTraceServiceRequest) -> Vec<u8> {
 pub fn convert_and_encode(batch: Vec<SpanData>, resource: &ResourceAttributesWithSchema) -> usize {
     let request = convert(batch, resource);
     encode(&request).len()
+}
+
+/// After: the crate's exporter's CPU work on a batch before sending (encode into the reused
+/// buffer, hand it out as the body, drop the batch); returns the body's length.
+#[inline(never)]
+pub fn direct_export(encoder: &mut BatchEncoder, batch: Vec<SpanData>) -> usize {
+    let len = direct_encode(encoder, &batch);
+    drop_batch(batch);
+    len
+}
+
+/// The encoding of [`direct_export`]: into the exporter's buffer, handed out as the body and
+/// taken back once sent.
+#[inline(never)]
+pub fn direct_encode(encoder: &mut BatchEncoder, batch: &[SpanData]) -> usize {
+    let Ok(body) = encoder.body(batch, false) else {
+        return 0;
+    };
+    let len = std::hint::black_box(&body).len();
+    encoder.recycle(body);
+    len
+}
+
+/// The drop of [`direct_export`]: what the SDK's `SpanData` costs to free, with any exporter.
+#[inline(never)]
+pub fn drop_batch(batch: Vec<SpanData>) {
+    drop(batch);
 }

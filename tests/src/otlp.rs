@@ -43,8 +43,8 @@ pub enum Behaviour {
     Accept,
     /// Never answer.
     Hang,
-    /// Answer with this HTTP status (HTTP; 429 and 503 with `Retry-After: 1`) or
-    /// `unavailable` / `internal` (gRPC).
+    /// Answer with this HTTP status (HTTP; 429 and 503 with `Retry-After: 1`) or, for gRPC,
+    /// `UNAVAILABLE` (503), `RESOURCE_EXHAUSTED` with a 1 s `RetryInfo` (429) or `INTERNAL`.
     Fail(u16),
     /// Fail the next `times` requests as [`Behaviour::Fail`] does, then accept.
     FailThenAccept {
@@ -65,6 +65,9 @@ struct Received {
     /// Every request body as it arrived (re-encoded for gRPC), to search for secrets.
     raw: Vec<Vec<u8>>,
     attempts: usize,
+    /// The headers (gRPC: metadata) of every request that got past the scripted behaviour,
+    /// any signal, names lowercase.
+    headers: Vec<Vec<(String, String)>>,
     /// Spans, log records and export requests (any signal) received, stored or not.
     spans: u64,
     log_records: u64,
@@ -102,6 +105,8 @@ impl TraceService for Grpc {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.gate().await.map_err(grpc_status)?;
         self.0.note_grpc_encoding(&request);
+        self.0
+            .note_headers(&request.metadata().clone().into_headers());
         let request = request.into_inner();
         self.0.store_traces(request);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
@@ -156,11 +161,29 @@ fn failure(code: u16) -> axum::response::Response {
     }
 }
 
+/// 503: `UNAVAILABLE`; 429: `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` of 1 s (the
+/// gRPC `Retry-After`); anything else `INTERNAL`.
 fn grpc_status(code: u16) -> tonic::Status {
-    if code == 503 {
-        tonic::Status::unavailable("scripted outage")
-    } else {
-        tonic::Status::internal("scripted failure")
+    match code {
+        503 => tonic::Status::unavailable("scripted outage"),
+        429 => {
+            // google.rpc.Status { code: 8, message, details: [Any { type_url, value:
+            // RetryInfo { retry_delay: Duration { seconds: 1 } } }] }, written by hand.
+            let type_url = b"type.googleapis.com/google.rpc.RetryInfo";
+            let retry_info = [0x0a, 2, 0x08, 1];
+            let mut any = vec![0x0a, u8::try_from(type_url.len()).unwrap()];
+            any.extend_from_slice(type_url);
+            any.extend_from_slice(&[0x12, u8::try_from(retry_info.len()).unwrap()]);
+            any.extend_from_slice(&retry_info);
+            let mut status = vec![0x08, 8, 0x1a, u8::try_from(any.len()).unwrap()];
+            status.extend_from_slice(&any);
+            tonic::Status::with_details(
+                tonic::Code::ResourceExhausted,
+                "scripted throttling",
+                status.into(),
+            )
+        }
+        _ => tonic::Status::internal("scripted failure"),
     }
 }
 
@@ -300,6 +323,7 @@ impl FakeOtlp {
             }
             let (body, gzip) = decode_body(&headers, &body);
             otlp.note_compressed(gzip);
+            otlp.note_headers(&headers);
             store(&otlp, Req::decode(&body[..]).unwrap());
             Resp::default().encode_to_vec().into_response()
         })
@@ -382,6 +406,28 @@ impl FakeOtlp {
         if compressed {
             self.received.lock().unwrap().compressed += 1;
         }
+    }
+
+    fn note_headers(&self, headers: &HeaderMap) {
+        if !self.keep {
+            return;
+        }
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        self.received.lock().unwrap().headers.push(headers);
+    }
+
+    /// The headers (gRPC: metadata) of every request stored so far, any signal, names
+    /// lowercase, in arrival order.
+    pub fn request_headers(&self) -> Vec<Vec<(String, String)>> {
+        self.received.lock().unwrap().headers.clone()
     }
 
     fn note_grpc_encoding<T>(&self, request: &tonic::Request<T>) {

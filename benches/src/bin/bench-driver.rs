@@ -16,6 +16,7 @@
 //! bench-driver compare <hello|users> <rounds> <requests>   # interleaved timing of every stack
 //! bench-driver render <series> <renders>                   # /metrics rendering
 //! bench-driver export <batches>                            # span export CPU, 1 024 spans a batch
+//! bench-driver export-direct <batches>                     # the same, the crate's own exporter
 //! ```
 
 use std::time::Instant;
@@ -115,6 +116,45 @@ fn export_loop(
     bytes
 }
 
+/// `bench-driver export-direct <batches>`: the crate's span exporter's CPU work before sending
+/// (`soma_benches::export::direct_export`: encode, copy the body out, drop the batch) for
+/// `batches` batches of 1 024 typical server spans. Each batch is a fresh copy, made outside
+/// `direct_export` (the SDK hands the exporter its batch): instructions per span are
+/// callgrind's counts with `--toggle-collect='soma_benches::export::direct_export'`, for two
+/// batch counts, their difference divided by the spans. Prints spans/s per core of this
+/// thread's CPU time spent in `direct_export`.
+#[inline(never)]
+fn export_direct(batches: u64) {
+    use soma_benches::export::{batch, direct_export, encoder, BATCH};
+    let spans = batch(BATCH);
+    let mut encoder = encoder();
+    let mut cpu = 0;
+    let mut bytes = 0;
+    for _ in 0..batches {
+        let copy = spans.clone();
+        let before = thread_cpu_ns();
+        bytes += std::hint::black_box(direct_export(&mut encoder, copy));
+        if let Some((after, before)) = thread_cpu_ns().zip(before) {
+            cpu += after - before;
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let spans = batches as f64 * BATCH as f64;
+    println!(
+        "export-direct: {batches} batches of {BATCH} spans, {} bytes per batch",
+        bytes / usize::try_from(batches.max(1)).unwrap_or(1)
+    );
+    if cpu > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let cpu = cpu as f64;
+        println!(
+            "export-direct: {:.0} ns of CPU per span, {:.0} spans/s per core of CPU",
+            cpu / spans,
+            spans / cpu * 1e9
+        );
+    }
+}
+
 /// `bench-driver compare <hello|users> <rounds> <requests>`: every stack in turn, `rounds`
 /// times, so that machine drift hits them alike; prints each stack's median ns/request and the
 /// median over rounds of its overhead over bare in the same round.
@@ -175,6 +215,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let [_, mode, batches] = args.as_slice() {
         if mode == "export" {
             export(batches.parse()?);
+            return Ok(());
+        }
+        if mode == "export-direct" {
+            export_direct(batches.parse()?);
             return Ok(());
         }
     }

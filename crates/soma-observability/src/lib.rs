@@ -108,7 +108,7 @@
 //!
 //! | Feature | Default | What it adds | Crates it pulls in |
 //! |---|---|---|---|
-//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp`, `prost`, blocking `reqwest` with its rustls TLS (aws-lc-rs, the platform verifier: `https://` endpoints, see [`tls`]) |
+//! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp` and `prost` (logs and the metrics push; spans are encoded and sent by the crate itself, `span_export.rs`), blocking `reqwest` with its rustls TLS (aws-lc-rs, the platform verifier: `https://` endpoints, see [`tls`]) |
 //! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic` (with rustls on the same aws-lc-rs provider, and the system roots), `h2`, `tower`'s balancing stack |
 //! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
 //!
@@ -154,7 +154,9 @@
 //! | [`http`] | the server layer: metrics and a span per request ([`http::headers`]: captured headers) |
 //! | `client.rs` | [`HttpClient`]: the instrumented outgoing client |
 //! | `propagation.rs` | the propagator: strict W3C `traceparent`, bounded `tracestate` |
-//! | `traces.rs` | the tracer provider, sampler and exporter |
+//! | `traces.rs` | the tracer provider, sampler and batch processor |
+//! | `span_encoding.rs` | a batch of spans as the bytes of an OTLP export request |
+//! | `span_export.rs` | the OTLP span exporter: those bytes over HTTP/protobuf or gRPC, with retries |
 //! | `logs.rs` | the logger provider and its exporter (OTLP logs) |
 //! | `subscriber.rs` | the `tracing` subscriber: stdout, spans and events to the providers |
 //! | `metrics.rs` | the meter provider, its buckets and views |
@@ -203,6 +205,10 @@ mod propagation;
 pub mod runtime;
 mod scrape;
 mod serve;
+#[cfg(feature = "otlp")]
+mod span_encoding;
+#[cfg(feature = "otlp")]
+mod span_export;
 mod subscriber;
 pub mod tls;
 mod traces;
@@ -219,6 +225,9 @@ pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use parts::ObservabilityParts;
 pub use serve::shutdown_signal;
+#[cfg(feature = "otlp")]
+#[doc(hidden)]
+pub use span_export::bench as __span_export_bench;
 
 /// The OpenTelemetry API this crate is built on (0.33), re-exported so that your instruments,
 /// attributes and tracers are the very types [`get_meter`] and [`get_tracer`] use.

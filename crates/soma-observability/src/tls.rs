@@ -285,10 +285,28 @@ pub(crate) fn tonic<B: opentelemetry_otlp::WithTonicConfig>(
     otlp: Settings<'_>,
     signal: Signal,
 ) -> Result<B, SetupError> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    Ok(match tonic_config(otlp, signal)? {
+        Some(tls) => builder.with_tls_config(tls),
+        None => builder,
+    })
+}
+
+/// The TLS of a gRPC connection to an `https://` endpoint (`None` for `http://`): the
+/// configured CA or the system roots, and the client certificate. The one place it is built,
+/// for the exporters of `opentelemetry-otlp` ([`tonic`]) and the span exporter's channel.
+///
+/// # Errors
+///
+/// [`SetupError::Config`] when a TLS file cannot be used.
+#[cfg(feature = "grpc")]
+pub(crate) fn tonic_config(
+    otlp: Settings<'_>,
+    signal: Signal,
+) -> Result<Option<::tonic::transport::ClientTlsConfig>, SetupError> {
+    use ::tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
     if !is_https(otlp.endpoint) {
-        return Ok(builder);
+        return Ok(None);
     }
     let files = load(otlp, &Vars::fields(signal))?;
     let mut tls = ClientTlsConfig::new();
@@ -299,7 +317,7 @@ pub(crate) fn tonic<B: opentelemetry_otlp::WithTonicConfig>(
     if let Some((cert, key)) = files.identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
-    Ok(builder.with_tls_config(tls))
+    Ok(Some(tls))
 }
 
 /// Gives an HTTP/protobuf exporter builder its client: reqwest's blocking client (the exporter
@@ -317,6 +335,21 @@ pub(crate) fn http<B: opentelemetry_otlp::WithHttpConfig>(
     timeout: std::time::Duration,
     signal: Signal,
 ) -> Result<B, SetupError> {
+    Ok(builder.with_http_client(RecordingClient(http_client(otlp, timeout, signal)?)))
+}
+
+/// The blocking reqwest client of the HTTP/protobuf exporters (see [`http`]): the configured
+/// TLS for an `https://` endpoint, and the export timeout per request.
+///
+/// # Errors
+///
+/// As [`http`].
+#[cfg(feature = "otlp")]
+pub(crate) fn http_client(
+    otlp: Settings<'_>,
+    timeout: std::time::Duration,
+    signal: Signal,
+) -> Result<reqwest::blocking::Client, SetupError> {
     let files = if is_https(otlp.endpoint) {
         load(otlp, &Vars::fields(signal))?
     } else {
@@ -356,12 +389,12 @@ pub(crate) fn http<B: opentelemetry_otlp::WithHttpConfig>(
         .join()
         .map_err(|_| failed("building the HTTP client panicked".to_owned()))?
         .map_err(failed)?;
-    Ok(builder.with_http_client(RecordingClient(client)))
+    Ok(client)
 }
 
 /// `error`'s message and its causes, `: `-separated (reqwest hides the TLS error in its causes).
 #[cfg(feature = "otlp")]
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     use std::fmt::Write as _;
     let mut out = error.to_string();
     let mut cause = error.source();
@@ -387,6 +420,13 @@ pub(crate) fn take_transport_failure() -> Option<String> {
     LAST_FAILURE.with(|last| last.borrow_mut().take())
 }
 
+/// Keeps `cause`, why the HTTP export request just made on this thread failed (`None`: it did
+/// not), for [`take_transport_failure`].
+#[cfg(feature = "otlp")]
+pub(crate) fn record_transport_failure(cause: Option<String>) {
+    LAST_FAILURE.with(|last| *last.borrow_mut() = cause);
+}
+
 /// Without `otlp` there is no exporter.
 #[cfg(not(feature = "otlp"))]
 pub(crate) fn take_transport_failure() -> Option<String> {
@@ -406,8 +446,7 @@ impl opentelemetry_http::HttpClient for RecordingClient {
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
         let result = self.0.send_bytes(request).await;
-        let cause = result.as_ref().err().map(|err| chain(err.as_ref()));
-        LAST_FAILURE.with(|last| *last.borrow_mut() = cause);
+        record_transport_failure(result.as_ref().err().map(|err| chain(err.as_ref())));
         result
     }
 }

@@ -85,18 +85,13 @@ fn sampler(sampler: Sampler) -> SdkSampler {
     }
 }
 
-/// The OTLP span exporter, and for gRPC the runtime its connection runs on (see
-/// [`ExportRuntime`]).
+/// The OTLP span exporter (see [`span_export`](crate::span_export)), and for gRPC the runtime
+/// its connection runs on (see [`ExportRuntime`]).
 #[cfg(feature = "otlp")]
 fn otlp_exporter(
     otlp: &OtlpConfig,
-) -> Result<(opentelemetry_otlp::SpanExporter, Option<ExportRuntime>), SetupError> {
-    crate::otlp::build_exporter!(
-        opentelemetry_otlp::SpanExporter::builder(),
-        otlp,
-        Signal::Traces,
-        Some("otel-trace-export")
-    )
+) -> Result<(crate::span_export::OtlpSpanExporter, Option<ExportRuntime>), SetupError> {
+    crate::span_export::OtlpSpanExporter::build(otlp)
 }
 
 #[derive(Clone, Debug)]
