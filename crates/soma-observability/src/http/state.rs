@@ -275,14 +275,15 @@ fn start_span<B>(
     route: &Route,
 ) -> Context {
     let parent = extract_parent(tracing, req.headers());
-    if surely_unsampled(tracing.sampler, &parent) {
+    let expected = expected_decision(tracing.sampler, &parent);
+    if expected == Expected::Dropped {
         return unsampled_span(&parent);
     }
     let builder = tracing
         .tracer
         .span_builder(route.span_name(labels))
         .with_kind(SpanKind::Server);
-    if likely_sampled(tracing.sampler, parent.span().span_context()) {
+    if expected == Expected::Recorded {
         // The attributes go in with the builder: the SDK keeps the vector as the span's own
         // (and applies the attribute limit as `set_attribute` would), with room for every
         // attribute the span can get, so that it never grows.
@@ -311,21 +312,44 @@ fn extract_parent(tracing: &HttpTracing, headers: &HeaderMap) -> Context {
     tracing.propagator.extract(&RequestHeaders(headers))
 }
 
-/// Whether the configured sampler drops every span started in `parent` (`always_off`, and
-/// `parentbased_*` under an unsampled parent or with an `always_off` root), as the SDK's
-/// samplers decide it.
-fn surely_unsampled(sampler: Sampler, parent: &Context) -> bool {
+/// What the configured sampler will decide for a span started in `parent`, as far as the
+/// samplers this crate configures can be read before they are asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    /// Surely dropped (`always_off`; `parentbased_*` under an unsampled parent, or with an
+    /// `always_off` root): no SDK span is started at all.
+    Dropped,
+    /// Likely recorded (ratios from 0.5 on): the attributes are built up front.
+    Recorded,
+    /// Anything else: the span starts bare and gets its attributes only if it records.
+    Unknown,
+}
+
+fn expected_decision(sampler: Sampler, parent: &Context) -> Expected {
     if parent.is_telemetry_suppressed() {
-        return false; // the SDK's tracer starts no span at all there
+        return Expected::Unknown; // the SDK's tracer starts no span at all there
     }
+    let ratio = |ratio: f64| {
+        if ratio >= 0.5 {
+            Expected::Recorded
+        } else {
+            Expected::Unknown
+        }
+    };
     match sampler {
-        Sampler::AlwaysOff => true,
         // As the SDK's `Sampler::ParentBased`: any active span is a parent, valid or not.
         Sampler::ParentBased(_) if parent.has_active_span() => {
-            !parent.span().span_context().is_sampled()
+            if parent.span().span_context().is_sampled() {
+                Expected::Recorded
+            } else {
+                Expected::Dropped
+            }
         }
-        Sampler::ParentBased(root) => root == ParentBasedRoot::AlwaysOff,
-        Sampler::AlwaysOn | Sampler::TraceIdRatio(_) => false,
+        Sampler::AlwaysOff | Sampler::ParentBased(ParentBasedRoot::AlwaysOff) => Expected::Dropped,
+        Sampler::AlwaysOn | Sampler::ParentBased(ParentBasedRoot::AlwaysOn) => Expected::Recorded,
+        Sampler::TraceIdRatio(r) | Sampler::ParentBased(ParentBasedRoot::TraceIdRatio(r)) => {
+            ratio(r)
+        }
     }
 }
 
@@ -352,23 +376,6 @@ fn unsampled_span(parent: &Context) -> Context {
         )
     };
     parent.with_remote_span_context(span_context)
-}
-
-/// What the configured sampler will most likely decide (ratios count as "sampled" from 0.5 on):
-/// only used to size the span's attribute vector before the decision.
-fn likely_sampled(sampler: Sampler, parent: &SpanContext) -> bool {
-    let root = |root: ParentBasedRoot| match root {
-        ParentBasedRoot::AlwaysOn => true,
-        ParentBasedRoot::AlwaysOff => false,
-        ParentBasedRoot::TraceIdRatio(ratio) => ratio >= 0.5,
-    };
-    match sampler {
-        Sampler::AlwaysOn => true,
-        Sampler::AlwaysOff => false,
-        Sampler::TraceIdRatio(ratio) => ratio >= 0.5,
-        Sampler::ParentBased(_) if parent.is_valid() => parent.is_sampled(),
-        Sampler::ParentBased(parent_based_root) => root(parent_based_root),
-    }
 }
 
 /// The server span's attributes known at the start: the labels, the route, what is copied
