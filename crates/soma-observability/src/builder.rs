@@ -45,6 +45,9 @@ impl Observability {
             trusted_proto_header: None,
             catch_panic: true,
             exemplar_filter: None,
+            route_template: None,
+            #[cfg(feature = "testing")]
+            capture: None,
         }
     }
 }
@@ -87,6 +90,10 @@ pub struct ObservabilityBuilder {
     trusted_proto_header: Option<Option<ProtoHeader>>,
     catch_panic: bool,
     exemplar_filter: Option<crate::config::ExemplarFilter>,
+    route_template: Option<crate::http::RouteTemplate>,
+    /// Spans and log records kept in memory instead of exported (`testing`).
+    #[cfg(feature = "testing")]
+    capture: Option<crate::testing::Capture>,
 }
 
 impl ObservabilityBuilder {
@@ -246,6 +253,38 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Keeps spans and log records in `capture` instead of exporting them.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_capture(mut self, capture: crate::testing::Capture) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    /// Names the route template (`http.route`, and the span name `GET /users/{id}`) of requests
+    /// that no axum route matched: the requests of a service installed with
+    /// [`install_service`](Self::install_service), or of a router's fallback. `template` gets
+    /// the request's URI and returns a fixed template, or `None` (no `http.route`: all such
+    /// requests share one series, as unmatched requests do). Never return the raw path: every
+    /// distinct value is a new series.
+    ///
+    /// ```
+    /// let builder = soma_observability::Observability::builder("users").with_route_template(|uri| {
+    ///     match uri.path() {
+    ///         "/users" => Some("/users"),
+    ///         path if path.starts_with("/users/") => Some("/users/{id}"),
+    ///         _ => None,
+    ///     }
+    /// });
+    /// # let _ = builder;
+    /// ```
+    pub fn with_route_template(
+        mut self,
+        template: impl Fn(&http::Uri) -> Option<&'static str> + Send + Sync + 'static,
+    ) -> Self {
+        self.route_template = Some(crate::http::RouteTemplate(Arc::new(template)));
+        self
+    }
+
     /// Builds every part without touching process-global state: for tests, and for services
     /// that compose the pieces themselves.
     ///
@@ -265,6 +304,9 @@ impl ObservabilityBuilder {
             config.trusted_proto_header = header;
         }
         let resource = resource(&self.service_name, &config);
+        let service_name = resource
+            .get(&opentelemetry::Key::from_static_str("service.name"))
+            .map_or_else(|| self.service_name.clone(), |name| name.to_string());
         let push = crate::metrics_push::build(&config)?;
         let mut metrics = crate::metrics::build(
             resource.clone(),
@@ -272,9 +314,9 @@ impl ObservabilityBuilder {
             config.metrics_enabled,
             push.as_ref().map(crate::metrics_push::MetricsPush::reader),
         );
-        metrics.exposition.exemplars = Arc::new(crate::exemplars::ExemplarStore::new(
-            self.exemplar_filter.unwrap_or(config.exemplar_filter),
-        ));
+        let exemplar_filter = self.exemplar_filter.unwrap_or(config.exemplar_filter);
+        metrics.exposition.exemplars =
+            Arc::new(crate::exemplars::ExemplarStore::new(exemplar_filter));
         if self.runtime_metrics.unwrap_or(config.runtime_metrics) {
             metrics.exposition.runtime = crate::runtime::RuntimeMetrics::current().map(Arc::new);
         }
@@ -287,8 +329,23 @@ impl ObservabilityBuilder {
             push.start(&meter);
         }
         let losses = Arc::default();
-        let tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
-        let logger_provider = crate::logs::build(&config, resource, &meter, &losses)?;
+        #[allow(unused_mut)] // without `testing`
+        let mut tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
+        #[allow(unused_mut)]
+        let mut logger_provider = crate::logs::build(&config, resource.clone(), &meter, &losses)?;
+        #[cfg(feature = "testing")]
+        if let Some(capture) = &self.capture {
+            let sampler = crate::traces::sampler(config.sampler);
+            tracer_provider = Some(capture.tracer_provider(resource.clone(), sampler));
+            logger_provider = Some(capture.logger_provider(resource));
+        }
+        let mut startup_notes = Vec::new();
+        if tracer_provider.is_none()
+            && config.metrics_enabled
+            && exemplar_filter != crate::config::ExemplarFilter::AlwaysOff
+        {
+            startup_notes.push(EXEMPLARS_NEED_TRACES);
+        }
         let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()
@@ -321,6 +378,7 @@ impl ObservabilityBuilder {
                 trusted_header: config.trusted_proto_header,
             },
             catch_panic: self.catch_panic,
+            route_template: self.route_template,
         });
         let metrics_endpoint = match (config.metrics_enabled, config.metrics_address) {
             (false, _) => MetricsEndpoint::Off,
@@ -338,7 +396,8 @@ impl ObservabilityBuilder {
             shutdown_timeout: self.shutdown_timeout,
             client_headers: (headers, config.attribute_value_length_limit),
             losses,
-            subscriber: crate::subscriber::SubscriberSettings::new(&config),
+            subscriber: crate::subscriber::SubscriberSettings::new(&config, &service_name),
+            startup_notes,
             push,
         })
     }
@@ -360,7 +419,55 @@ impl ObservabilityBuilder {
     {
         crate::install::install(self.build()?, router)
     }
+
+    /// [`install`](Self::install) for a service that is not an axum `Router` (a hyper or tower
+    /// service of your own): the same globals, the same layer, `/metrics` served beside it, and
+    /// instruments from [`get_meter`](crate::get_meter) bound, as with a router. Name its route
+    /// templates with [`with_route_template`](Self::with_route_template).
+    ///
+    /// The result is an axum `Router` (a tower `Service`): serve it with `axum::serve`, or with
+    /// hyper through `hyper_util::service::TowerToHyperService`.
+    ///
+    /// ```no_run
+    /// use std::convert::Infallible;
+    /// use axum::body::Body;
+    /// use http::{Request, Response};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = tower::service_fn(|request: Request<Body>| async move {
+    ///     Ok::<_, Infallible>(Response::new(Body::from(format!("hello {}", request.uri().path()))))
+    /// });
+    /// let (app, mut guard) = soma_observability::Observability::builder("hello")
+    ///     .with_route_template(|uri| uri.path().starts_with("/hello/").then_some("/hello/{name}"))
+    ///     .install_service(service)?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8000").await?;
+    /// axum::serve(listener, app).await?;
+    /// guard.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`install`](Self::install).
+    pub fn install_service<T>(self, service: T) -> Result<(Router, ObservabilityGuard), SetupError>
+    where
+        T: tower::Service<http::Request<axum::body::Body>, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        T::Response: axum::response::IntoResponse + 'static,
+        T::Future: Send + 'static,
+    {
+        self.install(Router::new().fallback_service(service))
+    }
 }
+
+/// Logged at setup when traces are off: why `/metrics` will carry no exemplar.
+const EXEMPLARS_NEED_TRACES: &str = "/metrics will carry no exemplars: traces are off \
+    (OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true), and an exemplar is the trace of a \
+    measurement; export traces (OTEL_TRACES_EXPORTER=otlp, with OTEL_TRACES_SAMPLER to keep few) \
+    to get them";
 
 fn resource(service_name: &str, config: &ObservabilityConfig) -> Resource {
     let name = if service_name.is_empty() {

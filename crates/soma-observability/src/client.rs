@@ -1,21 +1,23 @@
 //! An instrumented outgoing HTTP client around `reqwest`.
 //!
-//! [`HttpClient::send`] starts a `CLIENT` span (a child of the current context, so of the
-//! server span inside a handler), injects the context into the outgoing headers with the global
-//! propagator (`traceparent`, `tracestate`, `baggage`), and records
-//! `http.client.request.duration` (Prometheus `http_client_request_duration_seconds`) with
-//! `http.request.method`, `server.address`, `server.port`, `url.scheme`,
-//! `http.response.status_code` and, on failure, `error.type`. Service-to-service calls made with
-//! it form one trace.
+//! Every request sent through an [`HttpClient`], whichever way it is written
+//! (`client.get(url).send()`, `client.send(client.post(url))`, `client.execute(request)`),
+//! starts a `CLIENT` span (a child of the current context, so of the server span inside a
+//! handler), injects the context into the outgoing headers with the propagator (`traceparent`,
+//! `tracestate`, `baggage`), and records `http.client.request.duration` (Prometheus
+//! `http_client_request_duration_seconds`) with `http.request.method`, `server.address`,
+//! `server.port`, `url.scheme`, `http.response.status_code` and, on failure, `error.type`.
+//! Service-to-service calls made with it form one trace. There is no way to send a request
+//! through it that skips this: its builder is the crate's [`RequestBuilder`], not reqwest's.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use opentelemetry::global;
-use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::noop::NoopTracer;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::trace::SdkTracer;
@@ -30,23 +32,35 @@ use crate::SCOPE;
 
 /// A `reqwest` client that propagates trace context and records client metrics.
 ///
-/// Create it with [`new`](Self::new) after [`setup_observability`](crate::setup_observability):
-/// it then uses the global meter, tracer and propagator. On the explicit path, where
-/// [`build`](crate::ObservabilityBuilder::build) sets no globals, get one from
-/// [`ObservabilityParts::http_client`](crate::ObservabilityParts::http_client) instead.
+/// It can be made at any time: before [`setup_observability`](crate::setup_observability) (in
+/// the app state handed to `.with_state(..)`, which comes first), it binds to what setup
+/// installs, as [`get_meter`](crate::get_meter)'s instruments do, and records from setup on.
+/// On the explicit path, where [`build`](crate::ObservabilityBuilder::build) sets no globals,
+/// take one from [`ObservabilityParts::http_client`](crate::ObservabilityParts::http_client), or
+/// make the parts the thread's default first
+/// ([`ObservabilityParts::set_default`](crate::ObservabilityParts::set_default)).
+///
+/// Requests are written as with reqwest, and are instrumented whichever way they are sent:
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), reqwest::Error> {
 /// let client = soma_observability::HttpClient::new(reqwest::Client::new());
-/// let response = client.send(client.get("http://policy-engine:8001/v1/evaluate")).await?;
+/// let response = client.get("http://policy-engine:8001/v1/evaluate").send().await?;
+/// let response = client
+///     .post("http://slm-service:8003/v1/generate")
+///     .header("x-request-id", "42")
+///     .body("{}")
+///     .send()
+///     .await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: reqwest::Client,
     duration: Histogram<f64>,
-    /// Captured request and response headers, and the value length limit.
-    headers: (Arc<HeaderCaptures>, usize),
+    /// Captured request and response headers, and the value length limit; `None`: the lists
+    /// setup installed, looked up at each request.
+    headers: Option<(Arc<HeaderCaptures>, usize)>,
     /// Where spans and the propagator come from.
     tracing: ClientTracing,
 }
@@ -65,13 +79,27 @@ enum ClientTracing {
 }
 
 impl HttpClient {
-    /// Wraps `client`, with the global meter, tracer and propagator and the header lists that
-    /// [`setup_observability`](crate::setup_observability) installed.
+    /// Wraps `client` with the telemetry of this thread's default parts, if any
+    /// ([`ObservabilityParts::set_default`](crate::ObservabilityParts::set_default)), otherwise
+    /// with what [`setup_observability`](crate::setup_observability) installs: its meter (also
+    /// when the client is made before setup), tracer, propagator and header lists.
     pub fn new(client: reqwest::Client) -> Self {
+        if let Some(current) = crate::current::get() {
+            return Self::with_telemetry(
+                client,
+                &current.meters.meter(SCOPE),
+                current.client_headers.clone(),
+                current
+                    .tracer_provider
+                    .as_ref()
+                    .map(|provider| provider.tracer(SCOPE)),
+                current.propagator.clone(),
+            );
+        }
         Self {
             inner: client,
-            duration: duration_histogram(&global::meter(SCOPE)),
-            headers: installed_headers(),
+            duration: duration_histogram(&crate::deferred::meter(SCOPE)),
+            headers: None,
             tracing: ClientTracing::Global,
         }
     }
@@ -88,7 +116,7 @@ impl HttpClient {
         Self {
             inner: client,
             duration: duration_histogram(meter),
-            headers,
+            headers: Some(headers),
             tracing: ClientTracing::Parts { tracer, propagator },
         }
     }
@@ -102,31 +130,71 @@ impl HttpClient {
     /// [`ConfigError::InvalidValue`] if a name is not a valid header name or a list is too long.
     pub fn with_captured_headers(mut self, capture: &HeaderCapture) -> Result<Self, ConfigError> {
         let captures = HeaderCaptures::new(capture, "HttpClient::with_captured_headers")?;
-        self.headers.0 = Arc::new(captures);
+        let limit = self.headers().1;
+        self.headers = Some((Arc::new(captures), limit));
         Ok(self)
     }
 
-    /// Starts a GET request; send it with [`send`](Self::send).
-    pub fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
-        self.inner.get(url)
+    /// Starts a request with `method` to `url`; send it with [`RequestBuilder::send`].
+    pub fn request(&self, method: reqwest::Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        RequestBuilder {
+            client: self.clone(),
+            inner: self.inner.request(method, url),
+        }
     }
 
-    /// Starts a POST request; send it with [`send`](Self::send).
-    pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
-        self.inner.post(url)
+    /// Starts a GET request; send it with [`RequestBuilder::send`].
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        self.request(reqwest::Method::GET, url)
     }
 
-    /// Sends the request with trace context and records its duration.
+    /// Starts a POST request; send it with [`RequestBuilder::send`].
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        self.request(reqwest::Method::POST, url)
+    }
+
+    /// Starts a PUT request; send it with [`RequestBuilder::send`].
+    pub fn put(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        self.request(reqwest::Method::PUT, url)
+    }
+
+    /// Starts a PATCH request; send it with [`RequestBuilder::send`].
+    pub fn patch(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        self.request(reqwest::Method::PATCH, url)
+    }
+
+    /// Starts a DELETE request; send it with [`RequestBuilder::send`].
+    pub fn delete(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        self.request(reqwest::Method::DELETE, url)
+    }
+
+    /// Starts a HEAD request; send it with [`RequestBuilder::send`].
+    pub fn head(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        self.request(reqwest::Method::HEAD, url)
+    }
+
+    /// Sends `request` (from [`get`](Self::get), [`post`](Self::post), ...): the same as
+    /// `request.send()`.
     ///
     /// # Errors
     ///
     /// The request could not be built or sent (as `reqwest` reports it). HTTP error statuses are
     /// not errors here.
-    pub async fn send(
+    pub async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+        self.execute(request.inner.build()?).await
+    }
+
+    /// Sends a request built beforehand, with trace context, a `CLIENT` span and its duration
+    /// recorded, like every request of this client.
+    ///
+    /// # Errors
+    ///
+    /// The request could not be sent (as `reqwest` reports it). HTTP error statuses are not
+    /// errors here.
+    pub async fn execute(
         &self,
-        request: reqwest::RequestBuilder,
+        mut request: reqwest::Request,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let mut request = request.build()?;
         let method = method_attribute(request.method());
         let url = request.url();
         let scheme = if url.scheme() == "https" {
@@ -161,7 +229,7 @@ impl HttpClient {
                 propagator.inject_context(&cx, &mut injector);
             }
         }
-        let (captures, limit) = (&self.headers.0, self.headers.1);
+        let (captures, limit) = self.headers();
         let headers = request.headers();
         captures
             .client_request
@@ -217,6 +285,124 @@ impl HttpClient {
         span.end();
         result
     }
+
+    /// The captured header lists and the length limit: this client's own, or those setup
+    /// installed.
+    fn headers(&self) -> (Arc<HeaderCaptures>, usize) {
+        match &self.headers {
+            Some(headers) => headers.clone(),
+            None => installed_headers(),
+        }
+    }
+}
+
+/// A request of an [`HttpClient`], built as with `reqwest::RequestBuilder`; [`send`](Self::send)
+/// sends it instrumented.
+///
+/// It offers reqwest's common builder methods. For any other, [`map`](Self::map) hands over
+/// reqwest's own builder and keeps the request instrumented:
+///
+/// ```no_run
+/// # async fn demo(client: soma_observability::HttpClient) -> Result<(), reqwest::Error> {
+/// let response = client
+///     .get("http://identity-service:8002/v1/users")
+///     .map(|request| request.version(reqwest::Version::HTTP_11))
+///     .send()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "a request does nothing until it is sent with `.send().await`"]
+pub struct RequestBuilder {
+    client: HttpClient,
+    inner: reqwest::RequestBuilder,
+}
+
+impl RequestBuilder {
+    /// Adds a header (`reqwest::RequestBuilder::header`).
+    pub fn header<K, V>(self, key: K, value: V) -> Self
+    where
+        http::HeaderName: TryFrom<K>,
+        <http::HeaderName as TryFrom<K>>::Error: Into<http::Error>,
+        http::HeaderValue: TryFrom<V>,
+        <http::HeaderValue as TryFrom<V>>::Error: Into<http::Error>,
+    {
+        self.map(|inner| inner.header(key, value))
+    }
+
+    /// Adds headers (`reqwest::RequestBuilder::headers`).
+    pub fn headers(self, headers: http::HeaderMap) -> Self {
+        self.map(|inner| inner.headers(headers))
+    }
+
+    /// HTTP basic authentication (`reqwest::RequestBuilder::basic_auth`).
+    pub fn basic_auth<U: std::fmt::Display, P: std::fmt::Display>(
+        self,
+        username: U,
+        password: Option<P>,
+    ) -> Self {
+        self.map(|inner| inner.basic_auth(username, password))
+    }
+
+    /// A bearer token (`reqwest::RequestBuilder::bearer_auth`).
+    pub fn bearer_auth<T: std::fmt::Display>(self, token: T) -> Self {
+        self.map(|inner| inner.bearer_auth(token))
+    }
+
+    /// The request body (`reqwest::RequestBuilder::body`).
+    pub fn body<T: Into<reqwest::Body>>(self, body: T) -> Self {
+        self.map(|inner| inner.body(body))
+    }
+
+    /// A JSON body, with `Content-Type: application/json` (`reqwest::RequestBuilder::json`).
+    pub fn json<T: serde::Serialize + ?Sized>(self, json: &T) -> Self {
+        self.map(|inner| inner.json(json))
+    }
+
+    /// Query parameters appended to the URL (`reqwest::RequestBuilder::query`).
+    pub fn query<T: serde::Serialize + ?Sized>(self, query: &T) -> Self {
+        self.map(|inner| inner.query(query))
+    }
+
+    /// A URL-encoded form body (`reqwest::RequestBuilder::form`).
+    pub fn form<T: serde::Serialize + ?Sized>(self, form: &T) -> Self {
+        self.map(|inner| inner.form(form))
+    }
+
+    /// A timeout for this request (`reqwest::RequestBuilder::timeout`); a request that runs out
+    /// of it is recorded with `error.type = "timeout"`.
+    pub fn timeout(self, timeout: std::time::Duration) -> Self {
+        self.map(|inner| inner.timeout(timeout))
+    }
+
+    /// Applies any other `reqwest::RequestBuilder` method; the request stays instrumented.
+    pub fn map(self, f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
+        Self {
+            client: self.client,
+            inner: f(self.inner),
+        }
+    }
+
+    /// A copy of this request, unless its body is a stream
+    /// (`reqwest::RequestBuilder::try_clone`).
+    pub fn try_clone(&self) -> Option<Self> {
+        Some(Self {
+            client: self.client.clone(),
+            inner: self.inner.try_clone()?,
+        })
+    }
+
+    /// Sends the request with trace context, a `CLIENT` span and its duration recorded (see the
+    /// [module docs](self)).
+    ///
+    /// # Errors
+    ///
+    /// The request could not be built or sent (as `reqwest` reports it). HTTP error statuses are
+    /// not errors here.
+    pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
+        let Self { client, inner } = self;
+        client.execute(inner.build()?).await
+    }
 }
 
 impl HttpClient {
@@ -258,6 +444,7 @@ pub(crate) fn install_headers(captures: Arc<HeaderCaptures>, limit: usize) {
         .unwrap_or_else(PoisonError::into_inner) = Some((captures, limit));
 }
 
+/// The client lists setup installed (defaults before it).
 fn installed_headers() -> (Arc<HeaderCaptures>, usize) {
     INSTALLED_HEADERS
         .read()

@@ -36,8 +36,12 @@ static PROVIDER: OnceLock<SecondsBucketsProvider> = OnceLock::new();
 type Registration = Box<dyn FnOnce(&SecondsBucketsProvider) + Send>;
 static PENDING: Mutex<Vec<Registration>> = Mutex::new(Vec::new());
 
-/// The installed provider's meter named `name`, or a late-binding one before installation.
+/// The meter named `name` of this thread's default parts (see `current.rs`), else the installed
+/// provider's, or a late-binding one before installation.
 pub(crate) fn meter(name: &'static str) -> Meter {
+    if let Some(meter) = crate::current::meter(name) {
+        return meter;
+    }
     if PROVIDER.get().is_some() {
         return opentelemetry::global::meter(name);
     }

@@ -11,8 +11,8 @@
 //! (`otel_sdk_span_dropped_total{error_type="shutdown_deadline"}`,
 //! `otel_sdk_log_dropped_total{error_type="shutdown_deadline"}`) and reports the total here.
 //! An export still in flight when the deadline passes is abandoned and its items are counted the
-//! same way. The guard then returns
-//! [`ShutdownError::Undelivered`](crate::ShutdownError::Undelivered) with the counts, on time.
+//! same way. The guard then logs and keeps
+//! [`Undelivered`](crate::Undelivered) with the counts, on time.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};

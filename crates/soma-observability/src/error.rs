@@ -148,40 +148,19 @@ pub enum SetupError {
 
 /// Flushing or shutting down telemetry failed.
 ///
-/// None of these errors means the application failed: a service whose own work stopped cleanly
-/// can log the error and exit 0 (the reference services do).
+/// Telemetry a collector outage kept from being delivered is not one of these errors: shutdown
+/// logs it and returns `Ok` (see [`ObservabilityGuard::undelivered`](crate::ObservabilityGuard::undelivered)).
+/// None of these errors means the application failed either: a service whose own work stopped
+/// cleanly can log the error and exit 0.
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
-    /// Spans or log records could not be delivered before the deadline (the collector was
-    /// down, hung or refusing) and are lost; the counts say how many. Shutdown itself finished
-    /// on time (see "Shutdown during a collector outage" in `docs/integration-guide.md`).
-    #[error(transparent)]
-    Undelivered(Undelivered),
     /// Shutdown did not finish within its deadline; pending telemetry may be lost.
     #[error("telemetry shutdown did not finish within {0:?}; pending telemetry may be lost")]
     Timeout(Duration),
     /// One or more providers reported errors while shutting down.
     #[error("telemetry shutdown reported errors: {}", .0.join("; "))]
     Providers(Vec<String>),
-}
-
-impl ShutdownError {
-    /// Spans known to be lost at shutdown (0 unless [`ShutdownError::Undelivered`]).
-    pub fn spans_lost(&self) -> u64 {
-        match self {
-            Self::Undelivered(undelivered) => undelivered.spans,
-            _ => 0,
-        }
-    }
-
-    /// Log records known to be lost at shutdown (0 unless [`ShutdownError::Undelivered`]).
-    pub fn log_records_lost(&self) -> u64 {
-        match self {
-            Self::Undelivered(undelivered) => undelivered.log_records,
-            _ => 0,
-        }
-    }
 }
 
 /// What shutdown could not deliver: spans and log records that were queued (or being exported)

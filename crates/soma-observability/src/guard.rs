@@ -20,12 +20,16 @@ use crate::error::{ShutdownError, Undelivered};
 /// panics.
 ///
 /// With a collector that is down, hung or refusing, shutdown still returns on time: it stops
-/// trying once another attempt could not finish before the deadline, and reports what was lost
-/// as [`ShutdownError::Undelivered`].
+/// trying once another attempt could not finish before the deadline, logs what was lost (one
+/// WARN line with `spans_lost` and `log_records_lost`) and returns `Ok`: a graceful stop during
+/// a collector outage is still a graceful stop, and `main` exits 0. The loss is then also
+/// available from [`undelivered`](Self::undelivered).
 #[must_use = "dropping the guard shuts telemetry down; hold it until the server has stopped"]
 pub struct ObservabilityGuard {
     providers: Option<Providers>,
     timeout: Duration,
+    /// What the last shutdown could not deliver.
+    undelivered: Option<Undelivered>,
 }
 
 struct Providers {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for ObservabilityGuard {
         f.debug_struct("ObservabilityGuard")
             .field("active", &self.providers.is_some())
             .field("timeout", &self.timeout)
+            .field("undelivered", &self.undelivered)
             .finish()
     }
 }
@@ -64,6 +69,7 @@ impl ObservabilityGuard {
                 push: None,
             }),
             timeout,
+            undelivered: None,
         }
     }
 
@@ -81,13 +87,15 @@ impl ObservabilityGuard {
     /// Flushes and shuts down traces, logs and metrics, in that order, within the deadline.
     /// A second call returns `Ok(())` at once.
     ///
+    /// Spans, log records or a final metrics push that could not be delivered (the collector
+    /// was down, hung or refusing) are not an error: they are logged as one WARN event
+    /// (`spans_lost`, `log_records_lost` and why) and kept in [`undelivered`](Self::undelivered).
+    ///
     /// # Errors
     ///
-    /// [`ShutdownError::Undelivered`] if spans or log records could not be delivered (the
-    /// collector was down, hung or refusing; the error says how many and why: none of that is
-    /// an application failure), [`ShutdownError::Providers`] with every provider's other
-    /// errors, and [`ShutdownError::Timeout`] if the shutdown threads did not report back
-    /// within the deadline at all.
+    /// [`ShutdownError::Providers`] with every provider's other errors, and
+    /// [`ShutdownError::Timeout`] if the shutdown threads did not report back within the
+    /// deadline at all.
     pub async fn shutdown(&mut self) -> Result<(), ShutdownError> {
         let Some(providers) = self.providers.take() else {
             return Ok(());
@@ -97,19 +105,41 @@ impl ObservabilityGuard {
         spawn_shutdown(providers, timeout, move |result| {
             let _ = tx.send(result);
         });
-        match tokio::time::timeout(timeout + Duration::from_millis(200), rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) | Err(_) => Err(ShutdownError::Timeout(timeout)),
-        }
+        let outcome = match tokio::time::timeout(timeout + Duration::from_millis(200), rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) | Err(_) => return Err(ShutdownError::Timeout(timeout)),
+        };
+        self.undelivered = outcome.undelivered;
+        outcome.error.map_or(Ok(()), Err)
     }
+
+    /// What the shutdown could not deliver (`None` before it, or when everything arrived).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut guard: soma_observability::ObservabilityGuard) -> Result<(), soma_observability::ShutdownError> {
+    /// guard.shutdown().await?;
+    /// if let Some(lost) = guard.undelivered() {
+    ///     eprintln!("{} spans and {} log records lost", lost.spans, lost.log_records);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn undelivered(&self) -> Option<&Undelivered> {
+        self.undelivered.as_ref()
+    }
+}
+
+/// How a shutdown ended: what it could not deliver, and any other error.
+struct Outcome {
+    undelivered: Option<Undelivered>,
+    error: Option<ShutdownError>,
 }
 
 impl Drop for ObservabilityGuard {
     fn drop(&mut self) {
         if let Some(providers) = self.providers.take() {
             let (tx, rx) = mpsc::channel();
-            spawn_shutdown(providers, self.timeout, move |result| {
-                let _ = tx.send(result);
+            spawn_shutdown(providers, self.timeout, move |outcome| {
+                let _ = tx.send(outcome);
             });
             let _ = rx.recv_timeout(self.timeout + Duration::from_millis(200));
         }
@@ -120,18 +150,33 @@ impl Drop for ObservabilityGuard {
 fn spawn_shutdown(
     providers: Providers,
     timeout: Duration,
-    report: impl FnOnce(Result<(), ShutdownError>) + Send + 'static,
+    report: impl FnOnce(Outcome) + Send + 'static,
 ) {
     let spawned = std::thread::Builder::new()
         .name("otel-shutdown".to_owned())
-        .spawn(move || report(shutdown_blocking(&providers, timeout)));
+        .spawn(move || {
+            let outcome = shutdown_blocking(&providers, timeout);
+            if let Some(lost) = &outcome.undelivered {
+                log_undelivered(lost);
+            }
+            report(outcome);
+        });
     if let Err(err) = spawned {
         // Without a thread there is nothing to wait for; the providers drop with the closure.
         eprintln!("soma-observability: could not start the shutdown thread: {err}");
     }
 }
 
-fn shutdown_blocking(providers: &Providers, timeout: Duration) -> Result<(), ShutdownError> {
+/// The one WARN line of a shutdown that lost telemetry.
+fn log_undelivered(lost: &Undelivered) {
+    tracing::warn!(
+        spans_lost = lost.spans,
+        log_records_lost = lost.log_records,
+        "stopped cleanly, but telemetry was lost at shutdown: {lost}"
+    );
+}
+
+fn shutdown_blocking(providers: &Providers, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let mut errors = Vec::new();
@@ -168,29 +213,38 @@ fn shutdown_blocking(providers: &Providers, timeout: Duration) -> Result<(), Shu
         errors.push(format!("logs: {err}"));
     }
     // The final metric push, after traces and logs (it carries their export counts), with
-    // what is left of the deadline (the meter provider's own shutdown always allows 5 s).
+    // what is left of the deadline (the meter provider's own shutdown always allows 5 s). A
+    // push the collector did not take is lost telemetry, like spans.
+    let mut push_failure = None;
     if let Some(push) = &providers.push {
         if let Err(err) = push.shutdown(remaining()) {
-            errors.push(format!("metrics: {err}"));
+            push_failure = Some(format!("metrics: the final push failed: {err}"));
         }
     }
     if let Err(err) = providers.meter.shutdown_with_timeout(remaining()) {
         errors.push(format!("metrics: {err}"));
     }
-    if losses.spans() > 0 || losses.log_records() > 0 {
-        let mut causes = losses.causes();
-        causes.extend(errors);
-        Err(ShutdownError::Undelivered(Undelivered {
-            spans: losses.spans(),
-            log_records: losses.log_records(),
-            deadline: timeout,
-            causes,
-        }))
-    } else if errors.is_empty() {
-        Ok(())
+    let mut undelivered =
+        (losses.spans() > 0 || losses.log_records() > 0 || push_failure.is_some()).then(|| {
+            let mut causes = losses.causes();
+            causes.extend(push_failure);
+            Undelivered {
+                spans: losses.spans(),
+                log_records: losses.log_records(),
+                deadline: timeout,
+                causes,
+            }
+        });
+    let error = if errors.is_empty() {
+        None
+    } else if let Some(undelivered) = &mut undelivered {
+        // Errors during an outage belong with the loss they explain.
+        undelivered.causes.append(&mut errors);
+        None
     } else if remaining().is_zero() {
-        Err(ShutdownError::Timeout(timeout))
+        Some(ShutdownError::Timeout(timeout))
     } else {
-        Err(ShutdownError::Providers(errors))
-    }
+        Some(ShutdownError::Providers(errors))
+    };
+    Outcome { undelivered, error }
 }

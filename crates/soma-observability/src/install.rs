@@ -48,5 +48,8 @@ where
         parts.client_headers.1,
     );
     opentelemetry::global::set_text_map_propagator(parts.propagator.clone());
+    for note in &parts.startup_notes {
+        tracing::info!("{note}");
+    }
     Ok((router, parts.into_guard()))
 }

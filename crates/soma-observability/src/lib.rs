@@ -183,6 +183,7 @@ mod builder;
 #[cfg(feature = "client")]
 mod client;
 pub mod config;
+mod current;
 mod deferred;
 mod delivery;
 mod endpoint;
@@ -210,6 +211,9 @@ mod span_encoding;
 #[cfg(feature = "otlp")]
 mod span_export;
 mod subscriber;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod tls;
 mod traces;
 
@@ -219,6 +223,7 @@ pub use builder::{
 #[cfg(feature = "client")]
 pub use client::HttpClient;
 pub use config::ObservabilityConfig;
+pub use current::DefaultGuard;
 pub use endpoint::METRICS_PATH;
 pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
@@ -303,5 +308,5 @@ pub fn get_meter(name: &'static str) -> opentelemetry::metrics::Meter {
 ///
 /// Before [`setup_observability`] it returns a no-op tracer.
 pub fn get_tracer(name: &'static str) -> opentelemetry::global::BoxedTracer {
-    opentelemetry::global::tracer(name)
+    current::tracer(name).unwrap_or_else(|| opentelemetry::global::tracer(name))
 }

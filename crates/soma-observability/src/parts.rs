@@ -47,6 +47,9 @@ pub struct ObservabilityParts {
     pub(crate) subscriber: SubscriberSettings,
     /// The OTLP metrics push, for the guard's final push.
     pub(crate) push: Option<crate::metrics_push::MetricsPush>,
+    /// What `install` logs once the subscriber is set: consequences of the configuration a
+    /// team would otherwise not see (no exemplars without traces, ...).
+    pub(crate) startup_notes: Vec<&'static str>,
 }
 
 /// Where `/metrics` is served.
@@ -148,6 +151,47 @@ impl ObservabilityParts {
         )
     }
 
+    /// Makes these parts this thread's telemetry until the guard drops, without touching any
+    /// process-global state: on this thread, [`get_meter`](crate::get_meter) and
+    /// [`get_tracer`](crate::get_tracer) return these parts' meters and tracers, `HttpClient::new`
+    /// records into them, and `tracing` spans and events go to their subscriber. Instruments
+    /// made meanwhile (an app state built inside the test) keep recording here after the guard
+    /// drops.
+    ///
+    /// This is how a test sees what its own code records, with tests of one binary running in
+    /// parallel (each on its own thread; `#[tokio::test]`'s default runtime runs the test on
+    /// that thread; tasks spawned onto a multi-thread runtime's workers do not see the default).
+    /// [`testing::TestTelemetry`](crate::testing) sets it up for you.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let config = soma_observability::ObservabilityConfig::from_lookup(|name| match name {
+    /// #     "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+    /// #     _ => None,
+    /// # })?;
+    /// let parts = soma_observability::Observability::builder("users").with_config(config).build()?;
+    /// let _default = parts.set_default();
+    /// // The application's own code, unchanged:
+    /// let lookups = soma_observability::get_meter("users")
+    ///     .u64_counter("users.lookups")
+    ///     .with_description("User lookups.")
+    ///     .build();
+    /// lookups.add(1, &[]);
+    /// assert!(parts.render_metrics()?.contains("users_lookups_total{otel_scope_name=\"users\"} 1"));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_default(&self) -> crate::DefaultGuard {
+        crate::current::set(
+            crate::current::ThreadTelemetry {
+                meters: self.seconds_buckets_provider(),
+                tracer_provider: self.tracer_provider.clone(),
+                propagator: self.propagator.clone(),
+                client_headers: self.client_headers.clone(),
+            },
+            self.subscriber(),
+        )
+    }
+
     /// Wraps `router` in the HTTP layer and mounts `/metrics` (not measured).
     ///
     /// # Errors
@@ -167,6 +211,27 @@ impl ObservabilityParts {
         let metrics = self.metrics_router();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || metrics.merge(router)))
             .map_err(|_| SetupError::RouteConflict(endpoint::METRICS_PATH))
+    }
+
+    /// [`instrument`](Self::instrument) for a service that is not an axum `Router` (see
+    /// [`install_service`](crate::ObservabilityBuilder::install_service)): the service behind
+    /// the HTTP layer, with `/metrics` beside it.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (the router made around `service` serves nothing else); the signature
+    /// is [`instrument`](Self::instrument)'s.
+    pub fn instrument_service<T>(&self, service: T) -> Result<Router, SetupError>
+    where
+        T: tower::Service<http::Request<axum::body::Body>, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        T::Response: axum::response::IntoResponse + 'static,
+        T::Future: Send + 'static,
+    {
+        self.instrument(Router::new().fallback_service(service))
     }
 
     /// When `SOMA_METRICS_ADDR` (or [`ObservabilityConfig::metrics_address`](crate::ObservabilityConfig::metrics_address)) is set, serves

@@ -40,13 +40,19 @@ pub(crate) struct SubscriberSettings {
     pub(crate) filter: String,
     /// Text or JSON on stdout.
     pub(crate) format: LogFormat,
+    /// Whether events are printed on stdout at all (not in `testing`).
+    pub(crate) stdout: bool,
+    /// The instrumentation scope of the application's `tracing` spans: the service's name.
+    pub(crate) scope: String,
 }
 
 impl SubscriberSettings {
-    pub(crate) fn new(config: &ObservabilityConfig) -> Self {
+    pub(crate) fn new(config: &ObservabilityConfig, service_name: &str) -> Self {
         Self {
             filter: config.log_filter.clone(),
             format: config.log_format,
+            stdout: true,
+            scope: service_name.to_owned(),
         }
     }
 }
@@ -106,19 +112,78 @@ pub(crate) fn subscriber(
             .boxed(),
     }
     .with_filter(filter().and(rate_limited_sdk_logs()));
+    let stdout = settings.stdout.then_some(stdout);
+    // With OTLP logs on, an event is a log record (with its trace and span id), not also a span
+    // event: never both. An ERROR event still marks its span as failed (`ErrorStatus`).
+    let events_are_logs = logger_provider.is_some();
     let spans = tracer_provider.map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
         tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("soma-observability"))
-            .with_filter(filter().and(not_exporter()))
+            .with_tracer(provider.tracer(settings.scope.clone()))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(
+                filter()
+                    .and(not_exporter())
+                    .and(filter_fn(move |meta| !(events_are_logs && meta.is_event()))),
+            )
     });
+    let error_status = (tracer_provider.is_some() && events_are_logs)
+        .then(|| ErrorStatus.with_filter(filter().and(not_exporter())));
     let logs = logger_provider.map(|provider| {
         OpenTelemetryTracingBridge::new(provider).with_filter(filter().and(not_exporter()))
     });
     tracing_subscriber::registry()
         .with(stdout)
         .with(spans)
+        .with(error_status)
         .with(logs)
+}
+
+/// Sets the status of the OpenTelemetry span of an ERROR event's `tracing` span to Error, with
+/// the event's message, as tracing-opentelemetry does for the events it records: for when events
+/// go to OTLP logs instead of span events.
+struct ErrorStatus;
+
+impl<S> Layer<S> for ErrorStatus
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        // Contextual events inside a `tracing` span only: that span's OpenTelemetry context is
+        // the current one (tracing-opentelemetry makes it current on enter).
+        if *event.metadata().level() != tracing::Level::ERROR
+            || event.parent().is_some()
+            || ctx.lookup_current().is_none()
+        {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        opentelemetry::Context::map_current(|cx| {
+            use opentelemetry::trace::TraceContextExt as _;
+            cx.span()
+                .set_status(opentelemetry::trace::Status::error(message.0));
+        });
+    }
+}
+
+/// The `message` field of an event.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.0);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }
 
 /// The stdout event format, plus the trace and span id of the OpenTelemetry context current when

@@ -72,7 +72,7 @@ pub(crate) fn build(
     Ok(Some(provider.build()))
 }
 
-fn sampler(sampler: Sampler) -> SdkSampler {
+pub(crate) fn sampler(sampler: Sampler) -> SdkSampler {
     match sampler {
         Sampler::AlwaysOn => SdkSampler::AlwaysOn,
         Sampler::AlwaysOff => SdkSampler::AlwaysOff,

@@ -23,8 +23,8 @@ where
 /// in flight finish, then flushes and shuts telemetry down with `guard`.
 ///
 /// Telemetry that cannot be delivered (a collector down, hung or refusing at shutdown) does not
-/// make a clean stop a failure: it is logged as a warning with the spans and log records lost,
-/// and `serve` returns `Ok`, so the process exits 0.
+/// make a clean stop a failure: the guard logs it as a warning with the spans and log records
+/// lost, and `serve` returns `Ok`, so the process exits 0.
 ///
 /// # Errors
 ///
@@ -41,20 +41,8 @@ pub async fn serve(
         .with_graceful_shutdown(soma_observability::shutdown_signal())
         .await?;
     tracing::info!(service = config.name, "drained; flushing telemetry");
-    if let Err(err) = guard.shutdown().await {
-        report_telemetry_loss(config.name, &err);
-    }
+    guard.shutdown().await?;
     Ok(())
-}
-
-/// Logs what shutdown could not deliver; the service itself stopped cleanly.
-fn report_telemetry_loss(service: &str, err: &soma_observability::ShutdownError) {
-    tracing::warn!(
-        service,
-        spans_lost = err.spans_lost(),
-        log_records_lost = err.log_records_lost(),
-        "stopped cleanly, but telemetry was lost at shutdown: {err}"
-    );
 }
 
 /// Serves `router` on a free port of 127.0.0.1 in the background and returns its base URL:

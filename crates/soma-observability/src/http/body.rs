@@ -44,7 +44,13 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(body: B, state: Option<Box<RequestState>>, catch_panic: bool) -> Self {
+    pub(crate) fn new(body: B, mut state: Option<Box<RequestState>>, catch_panic: bool) -> Self
+    where
+        B: Body,
+    {
+        if let Some(state) = state.as_mut().filter(|_| body.is_end_stream()) {
+            state.body_ended();
+        }
         Self {
             inner: Inner::Body { body },
             state,
@@ -118,12 +124,26 @@ where
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(state), Some(data)) = (this.state.as_mut(), frame.data_ref()) {
-                    state.add_response_bytes(data.remaining());
+                if let Some(state) = this.state.as_mut() {
+                    if let Some(data) = frame.data_ref() {
+                        state.add_response_bytes(data.remaining());
+                    }
+                    // The server may drop a body that says it has ended without polling it again.
+                    if let InnerProj::Body { body } = this.inner.as_mut().project() {
+                        if body.is_end_stream() {
+                            state.body_ended();
+                        }
+                    }
                 }
             }
-            // End of body or an error: record now rather than when the connection drops it.
-            Poll::Ready(None | Some(Err(_))) => drop(this.state.take()),
+            // End of body: record now rather than when the connection drops it.
+            Poll::Ready(None) => {
+                if let Some(mut state) = this.state.take() {
+                    state.body_ended();
+                }
+            }
+            // A body that fails stops before its end (recorded as aborted).
+            Poll::Ready(Some(Err(_))) => drop(this.state.take()),
             Poll::Pending => {}
         }
         polled.map(|frame| frame.map(|frame| frame.map_err(Into::into)))

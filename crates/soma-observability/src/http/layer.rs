@@ -124,11 +124,14 @@ where
         if self.shared.excluded_paths.iter().any(|p| p == path) {
             return ResponseFuture::untracked(self.inner.call(req), self.shared.catch_panic);
         }
-        let route = self.route(
-            req.extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str),
-        );
+        let matched = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let route = match (matched, &self.shared.route_template) {
+            (None, Some(template)) => self.route((template.0)(req.uri())),
+            _ => self.route(matched),
+        };
         let state = Box::new(RequestState::start(Arc::clone(&self.shared), &req, route));
         let future = {
             let _attached = state.attach_context();

@@ -105,4 +105,4 @@ pub(crate) use attributes::{method as method_attribute, redact_query};
 pub(crate) use instruments::HttpInstruments;
 pub(crate) use routes::RouteInterner;
 pub(crate) use scheme::SchemeRule;
-pub(crate) use shared::{HttpTracing, Shared};
+pub(crate) use shared::{HttpTracing, RouteTemplate, Shared};

@@ -25,6 +25,21 @@ pub(crate) struct Shared {
     /// Whether a panicking handler becomes a 500 (and a panicking body an aborted response)
     /// instead of unwinding into the server.
     pub(crate) catch_panic: bool,
+    /// The route template of a request no axum route matched, from the application.
+    pub(crate) route_template: Option<RouteTemplate>,
+}
+
+/// The application's hook that names a request's route template when no axum route matched:
+/// [`with_route_template`](crate::ObservabilityBuilder::with_route_template).
+#[derive(Clone)]
+pub(crate) struct RouteTemplate(
+    pub(crate) Arc<dyn Fn(&http::Uri) -> Option<&'static str> + Send + Sync>,
+);
+
+impl std::fmt::Debug for RouteTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteTemplate")
+    }
 }
 
 /// How the layer traces: the tracer, the propagator of incoming contexts, the sampler.

@@ -1,4 +1,9 @@
 //! One request's measurements, recorded exactly once: when the state is dropped.
+//!
+//! Every request that reached the layer is recorded, however it ends: with its status when the
+//! response body reached its end, with `error.type` `cancelled` when no response was produced
+//! (the client went away, or a layer outside this one answered instead, e.g. a timeout), and
+//! with its status and `error.type` `aborted` when the body stopped before its end.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,11 +26,18 @@ use super::series;
 use super::shared::{HttpTracing, Shared};
 use crate::config::{ParentBasedRoot, Sampler};
 
+/// `error.type` of a request dropped before a response was produced.
+pub(crate) const CANCELLED_ERROR_TYPE: &str = "cancelled";
+/// `error.type` of a response whose body stopped before its end.
+pub(crate) const ABORTED_ERROR_TYPE: &str = "aborted";
+
 /// How the request ended.
 #[derive(Clone, Copy)]
 enum Outcome {
     /// No response yet; if the state is dropped like this, the request was cancelled.
     Pending,
+    /// The response started, but its body was dropped (or failed) before its end.
+    Aborted(u16),
     /// The inner service produced a response with this status.
     Responded(u16),
     /// The inner service failed; the value is its error type.
@@ -43,6 +55,8 @@ pub(crate) struct RequestState {
     request_body_size: Option<u64>,
     response_body_size: u64,
     outcome: Outcome,
+    /// Whether the response body reached its end (or the response has none).
+    body_ended: bool,
     /// The context holding the server span, when tracing is on.
     context: Option<Context>,
     /// What the panic said, when [`Outcome::Panicked`].
@@ -72,6 +86,7 @@ impl RequestState {
             route,
             response_body_size: 0,
             outcome: Outcome::Pending,
+            body_ended: false,
             context,
             panic_message: None,
         }
@@ -84,7 +99,12 @@ impl RequestState {
 
     /// Notes the response status and tells the caller which trace the request joined.
     pub(crate) fn responded<B>(&mut self, response: &mut Response<B>) {
-        self.outcome = Outcome::Responded(response.status().as_u16());
+        let status = response.status().as_u16();
+        self.outcome = Outcome::Responded(status);
+        // Responses that carry no body whatever the service wrote (RFC 9110, 6.4.1).
+        if matches!(status, 100..=199 | 204 | 304) || self.labels.method() == "HEAD" {
+            self.body_ended = true;
+        }
         if let Some(cx) = &self.context {
             let span = cx.span();
             if span.is_recording() {
@@ -120,6 +140,11 @@ impl RequestState {
         self.outcome = Outcome::Failed(std::any::type_name::<E>());
     }
 
+    /// Notes that the response body reached its end.
+    pub(crate) fn body_ended(&mut self) {
+        self.body_ended = true;
+    }
+
     pub(crate) fn add_response_bytes(&mut self, n: usize) {
         self.response_body_size = self.response_body_size.saturating_add(n as u64);
     }
@@ -127,6 +152,11 @@ impl RequestState {
 
 impl Drop for RequestState {
     fn drop(&mut self) {
+        if let Outcome::Responded(status) = self.outcome {
+            if !self.body_ended {
+                self.outcome = Outcome::Aborted(status);
+            }
+        }
         if let Some(metrics) = &self.shared.metrics {
             // A sampled request's server span is the exemplar of its measurements; otherwise
             // the span current where the request ends, as for any histogram
@@ -147,31 +177,26 @@ impl Drop for RequestState {
                 response_body_size: self.response_body_size,
             };
             metrics.in_flight(self.labels, -1);
-            match self.outcome {
-                Outcome::Pending => {}
-                Outcome::Responded(status) => {
-                    metrics.record_response(&self.route, self.labels, status, &measurements, span);
-                }
-                Outcome::Failed(error) => metrics.record_unbound(
+            let unbound = |status: Option<u16>, error: &'static str| {
+                metrics.record_unbound(
                     &series::attributes(
                         self.labels,
-                        None,
+                        status,
                         self.route.value(),
                         Some(StringValue::from(error)),
                     ),
                     &measurements,
                     span,
-                ),
-                Outcome::Panicked(status) => metrics.record_unbound(
-                    &series::attributes(
-                        self.labels,
-                        status,
-                        self.route.value(),
-                        Some(StringValue::from(PANIC_ERROR_TYPE)),
-                    ),
-                    &measurements,
-                    span,
-                ),
+                );
+            };
+            match self.outcome {
+                Outcome::Pending => unbound(None, CANCELLED_ERROR_TYPE),
+                Outcome::Aborted(status) => unbound(Some(status), ABORTED_ERROR_TYPE),
+                Outcome::Responded(status) => {
+                    metrics.record_response(&self.route, self.labels, status, &measurements, span);
+                }
+                Outcome::Failed(error) => unbound(None, error),
+                Outcome::Panicked(status) => unbound(status, PANIC_ERROR_TYPE),
             }
         }
         if let Some(cx) = self.context.take() {
@@ -192,7 +217,8 @@ fn record_outcome(
     panic_message: Option<String>,
 ) {
     let (status, error_type) = match outcome {
-        Outcome::Pending => (None, None),
+        Outcome::Pending => (None, Some(StringValue::from(CANCELLED_ERROR_TYPE))),
+        Outcome::Aborted(status) => (Some(status), Some(StringValue::from(ABORTED_ERROR_TYPE))),
         Outcome::Responded(status) => (Some(status), (status >= 500).then(|| status_str(status))),
         Outcome::Failed(error) => (None, Some(StringValue::from(error))),
         Outcome::Panicked(status) => (status, Some(StringValue::from(PANIC_ERROR_TYPE))),
@@ -213,17 +239,24 @@ fn record_outcome(
                 KeyValue::new(semconv::EXCEPTION_MESSAGE, message),
             ],
         );
+    } else if let Some(description) = outcome_description(outcome) {
+        span.set_status(Status::error(description));
+        span.add_event(description, Vec::new());
     } else if let Some(error) = &error_type {
         span.set_status(Status::error(error.to_string()));
     }
     if let Some(error) = error_type {
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error));
     }
-    if matches!(outcome, Outcome::Pending) {
-        span.add_event(
-            "request cancelled before a response was produced",
-            Vec::new(),
-        );
+}
+
+/// What happened to a request that ended without its whole response: the span's status
+/// description and event.
+fn outcome_description(outcome: Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Pending => Some("request cancelled before a response was produced"),
+        Outcome::Aborted(_) => Some("response body stopped before its end"),
+        _ => None,
     }
 }
 

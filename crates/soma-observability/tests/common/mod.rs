@@ -72,16 +72,25 @@ pub fn build_with_shutdown_timeout(
         .unwrap()
 }
 
-/// Shuts `parts` down through their guard: the outcome, and how long it took.
-pub async fn timed_shutdown(
-    parts: ObservabilityParts,
-) -> (
-    Result<(), soma_observability::ShutdownError>,
-    std::time::Duration,
-) {
+/// What a shutdown through the guard returned, and how long it took.
+#[derive(Debug)]
+pub struct Shutdown {
+    pub result: Result<(), soma_observability::ShutdownError>,
+    /// What the guard reports it could not deliver.
+    pub undelivered: Option<soma_observability::Undelivered>,
+    pub took: std::time::Duration,
+}
+
+/// Shuts `parts` down through their guard.
+pub async fn timed_shutdown(parts: ObservabilityParts) -> Shutdown {
     let started = std::time::Instant::now();
-    let result = parts.into_guard().shutdown().await;
-    (result, started.elapsed())
+    let mut guard = parts.into_guard();
+    let result = guard.shutdown().await;
+    Shutdown {
+        result,
+        undelivered: guard.undelivered().cloned(),
+        took: started.elapsed(),
+    }
 }
 
 /// A router with the one route `path`, instrumented by `parts` (with `/metrics`).
