@@ -13,7 +13,7 @@ use axum::Router;
 use common::{sample, scrape};
 use soma_observability::opentelemetry::metrics::{Counter, Histogram};
 use soma_observability::opentelemetry::KeyValue;
-use soma_observability::{get_meter, setup_observability};
+use soma_observability::{get_meter, setup_observability, HttpClient};
 
 /// The per-instrument limit of measurements kept before setup (`deferred.rs`).
 const EARLY_LIMIT: usize = 1024;
@@ -22,6 +22,8 @@ const EARLY_LIMIT: usize = 1024;
 struct AppState {
     orders: Counter<u64>,
     latency: Histogram<f64>,
+    /// Made before setup too, as the README's state is.
+    client: HttpClient,
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -38,6 +40,7 @@ async fn instruments_created_before_setup_show_on_metrics() {
             .with_unit("s")
             .with_description("Payment duration.")
             .build(),
+        client: HttpClient::new(reqwest::Client::new()),
     };
     let in_flight = meter
         .i64_up_down_counter("checkout.in_flight")
@@ -74,6 +77,7 @@ async fn instruments_created_before_setup_show_on_metrics() {
         burst.add(1, &[]);
     }
 
+    let state_client = state.client.clone();
     let app = Router::new()
         .route(
             "/checkout",
@@ -95,6 +99,14 @@ async fn instruments_created_before_setup_show_on_metrics() {
     );
 
     assert_eq!(common::get(&app, "/checkout").await, 200);
+    // The client made before setup records into the installed provider.
+    let (peer, _server) =
+        common::serve(Router::new().route("/rates", get(|| async { "1.1" }))).await;
+    let response = state_client
+        .get(format!("http://{peer}/rates"))
+        .send()
+        .await;
+    assert_eq!(response.unwrap().status(), 200);
     card.add(3);
     in_flight.add(2, &[]);
     temperature.record(180.5, &[]);
@@ -168,6 +180,19 @@ async fn instruments_created_before_setup_show_on_metrics() {
         ),
         Some(7.0),
         "an observable gauge registered before setup is collected: {metrics}"
+    );
+
+    assert_eq!(
+        sample(
+            &metrics,
+            "http_client_request_duration_seconds_count",
+            &[
+                r#"http_request_method="GET""#,
+                r#"http_response_status_code="200""#
+            ]
+        ),
+        Some(1.0),
+        "an HttpClient made before setup records client metrics: {metrics}"
     );
 
     // A meter asked for after setup is the installed provider's own.
