@@ -23,6 +23,28 @@ use crate::SCOPE;
 /// [`ObservabilityBuilder::with_excluded_paths`].
 pub const DEFAULT_EXCLUDED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
+/// Where `testing` keeps spans and log records; nothing without the feature.
+#[cfg(feature = "testing")]
+use crate::testing::Capture;
+
+/// Where `testing` keeps spans and log records; nothing without the feature.
+#[cfg(not(feature = "testing"))]
+#[derive(Debug)]
+enum Capture {}
+
+#[cfg(not(feature = "testing"))]
+impl Capture {
+    fn providers(&self, _: crate::config::Sampler, _: &Resource) -> Providers {
+        match *self {}
+    }
+}
+
+/// The tracer and logger providers, when their signals are on.
+pub(crate) type Providers = (
+    Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
+);
+
 /// Entry point of the explicit setup path.
 #[derive(Debug)]
 pub struct Observability(());
@@ -46,7 +68,6 @@ impl Observability {
             catch_panic: true,
             exemplar_filter: None,
             route_template: None,
-            #[cfg(feature = "testing")]
             capture: None,
         }
     }
@@ -92,8 +113,7 @@ pub struct ObservabilityBuilder {
     exemplar_filter: Option<crate::config::ExemplarFilter>,
     route_template: Option<crate::http::RouteTemplate>,
     /// Spans and log records kept in memory instead of exported (`testing`).
-    #[cfg(feature = "testing")]
-    capture: Option<crate::testing::Capture>,
+    capture: Option<Capture>,
 }
 
 impl ObservabilityBuilder {
@@ -255,7 +275,7 @@ impl ObservabilityBuilder {
 
     /// Keeps spans and log records in `capture` instead of exporting them.
     #[cfg(feature = "testing")]
-    pub(crate) fn with_capture(mut self, capture: crate::testing::Capture) -> Self {
+    pub(crate) fn with_capture(mut self, capture: Capture) -> Self {
         self.capture = Some(capture);
         self
     }
@@ -292,7 +312,7 @@ impl ObservabilityBuilder {
     ///
     /// [`SetupError::Config`] if the environment holds an invalid `OTEL_*` value (when no
     /// configuration was given), [`SetupError::Exporter`] if an exporter cannot be built.
-    pub fn build(self) -> Result<ObservabilityParts, SetupError> {
+    pub fn build(mut self) -> Result<ObservabilityParts, SetupError> {
         let mut config = match self.config {
             Some(config) => config,
             None => ObservabilityConfig::from_env()?,
@@ -304,9 +324,10 @@ impl ObservabilityBuilder {
             config.trusted_proto_header = header;
         }
         let resource = resource(&self.service_name, &config);
-        let service_name = resource
-            .get(&opentelemetry::Key::from_static_str("service.name"))
-            .map_or_else(|| self.service_name.clone(), |name| name.to_string());
+        let captured = self
+            .capture
+            .take()
+            .map(|capture| capture.providers(config.sampler, &resource));
         let push = crate::metrics_push::build(&config)?;
         let mut metrics = crate::metrics::build(
             resource.clone(),
@@ -329,23 +350,14 @@ impl ObservabilityBuilder {
             push.start(&meter);
         }
         let losses = Arc::default();
-        #[allow(unused_mut)] // without `testing`
-        let mut tracer_provider = crate::traces::build(&config, resource.clone(), &meter, &losses)?;
-        #[allow(unused_mut)]
-        let mut logger_provider = crate::logs::build(&config, resource.clone(), &meter, &losses)?;
-        #[cfg(feature = "testing")]
-        if let Some(capture) = &self.capture {
-            let sampler = crate::traces::sampler(config.sampler);
-            tracer_provider = Some(capture.tracer_provider(resource.clone(), sampler));
-            logger_provider = Some(capture.logger_provider(resource));
-        }
-        let mut startup_notes = Vec::new();
-        if tracer_provider.is_none()
-            && config.metrics_enabled
-            && exemplar_filter != crate::config::ExemplarFilter::AlwaysOff
-        {
-            startup_notes.push(EXEMPLARS_NEED_TRACES);
-        }
+        let (tracer_provider, logger_provider) = match captured {
+            Some(captured) => captured,
+            None => (
+                crate::traces::build(&config, resource.clone(), &meter, &losses)?,
+                crate::logs::build(&config, resource.clone(), &meter, &losses)?,
+            ),
+        };
+        let startup_notes = startup_notes(&config, exemplar_filter, tracer_provider.is_some());
         let propagator = crate::propagation::build(&config.propagators);
         let tracing = tracer_provider
             .as_ref()
@@ -380,15 +392,10 @@ impl ObservabilityBuilder {
             catch_panic: self.catch_panic,
             route_template: self.route_template,
         });
-        let metrics_endpoint = match (config.metrics_enabled, config.metrics_address) {
-            (false, _) => MetricsEndpoint::Off,
-            (true, None) => MetricsEndpoint::Router,
-            (true, Some(address)) => MetricsEndpoint::Listener(address),
-        };
         Ok(ObservabilityParts {
             layer,
             exposition: metrics.exposition,
-            metrics_endpoint,
+            metrics_endpoint: metrics_endpoint(&config),
             meter_provider: metrics.provider,
             tracer_provider,
             logger_provider,
@@ -396,7 +403,10 @@ impl ObservabilityBuilder {
             shutdown_timeout: self.shutdown_timeout,
             client_headers: (headers, config.attribute_value_length_limit),
             losses,
-            subscriber: crate::subscriber::SubscriberSettings::new(&config, &service_name),
+            subscriber: crate::subscriber::SubscriberSettings::new(
+                &config,
+                &service_name(&resource),
+            ),
             startup_notes,
             push,
         })
@@ -461,6 +471,39 @@ impl ObservabilityBuilder {
     {
         self.install(Router::new().fallback_service(service))
     }
+}
+
+/// Where `/metrics` is served.
+fn metrics_endpoint(config: &ObservabilityConfig) -> MetricsEndpoint {
+    match (config.metrics_enabled, config.metrics_address) {
+        (false, _) => MetricsEndpoint::Off,
+        (true, None) => MetricsEndpoint::Router,
+        (true, Some(address)) => MetricsEndpoint::Listener(address),
+    }
+}
+
+/// The service's name as its resource says (`service.name`).
+fn service_name(resource: &Resource) -> String {
+    resource
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .map(|name| name.to_string())
+        .unwrap_or_default()
+}
+
+/// What setup logs about consequences of the configuration a team would not see otherwise.
+fn startup_notes(
+    config: &ObservabilityConfig,
+    exemplar_filter: crate::config::ExemplarFilter,
+    traces: bool,
+) -> Vec<&'static str> {
+    let mut notes = Vec::new();
+    if !traces
+        && config.metrics_enabled
+        && exemplar_filter != crate::config::ExemplarFilter::AlwaysOff
+    {
+        notes.push(EXEMPLARS_NEED_TRACES);
+    }
+    notes
 }
 
 /// Logged at setup when traces are off: why `/metrics` will carry no exemplar.

@@ -34,6 +34,7 @@ thread_local! {
 }
 
 /// The telemetry current on this thread, if a default is set.
+#[cfg(feature = "client")] // HttpClient::new
 pub(crate) fn get() -> Option<Arc<ThreadTelemetry>> {
     CURRENT.with(|current| current.borrow().clone())
 }

@@ -105,9 +105,9 @@ impl ObservabilityGuard {
         spawn_shutdown(providers, timeout, move |result| {
             let _ = tx.send(result);
         });
-        let outcome = match tokio::time::timeout(timeout + Duration::from_millis(200), rx).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) | Err(_) => return Err(ShutdownError::Timeout(timeout)),
+        let waited = tokio::time::timeout(timeout + Duration::from_millis(200), rx).await;
+        let Ok(Ok(outcome)) = waited else {
+            return Err(ShutdownError::Timeout(timeout));
         };
         self.undelivered = outcome.undelivered;
         outcome.error.map_or(Ok(()), Err)

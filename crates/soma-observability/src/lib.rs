@@ -221,7 +221,7 @@ pub use builder::{
     Observability, ObservabilityBuilder, DEFAULT_EXCLUDED_PATHS, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[cfg(feature = "client")]
-pub use client::HttpClient;
+pub use client::{HttpClient, RequestBuilder};
 pub use config::ObservabilityConfig;
 pub use current::DefaultGuard;
 pub use endpoint::METRICS_PATH;

@@ -216,7 +216,7 @@ impl TestTelemetry {
         if self.parts.exposition.reader.collect(&mut rm).is_ok() {
             for metric in rm
                 .scope_metrics()
-                .flat_map(|scope| scope.metrics())
+                .flat_map(opentelemetry_sdk::metrics::data::ScopeMetrics::metrics)
                 .filter(|metric| metric.name() == name)
             {
                 match metric.data() {
@@ -416,8 +416,20 @@ pub(crate) struct Capture {
 }
 
 impl Capture {
+    /// A tracer and a logger provider that keep what they get here.
+    pub(crate) fn providers(
+        &self,
+        sampler: crate::config::Sampler,
+        resource: &Resource,
+    ) -> crate::builder::Providers {
+        (
+            Some(self.tracer_provider(resource.clone(), crate::traces::sampler(sampler))),
+            Some(self.logger_provider(resource.clone())),
+        )
+    }
+
     /// A tracer provider that keeps every span as it ends.
-    pub(crate) fn tracer_provider(
+    fn tracer_provider(
         &self,
         resource: Resource,
         sampler: opentelemetry_sdk::trace::Sampler,
@@ -432,7 +444,7 @@ impl Capture {
     }
 
     /// A logger provider that keeps every record as it is emitted.
-    pub(crate) fn logger_provider(&self, resource: Resource) -> SdkLoggerProvider {
+    fn logger_provider(&self, resource: Resource) -> SdkLoggerProvider {
         SdkLoggerProvider::builder()
             .with_resource(resource)
             .with_log_processor(SimpleLogProcessor::new(MemoryLogs(Arc::clone(&self.logs))))

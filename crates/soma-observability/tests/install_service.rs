@@ -25,16 +25,13 @@ async fn a_plain_service_gets_routes_metrics_spans_and_custom_metrics() {
         let greetings = greetings.clone();
         async move {
             let path = request.uri().path().to_owned();
-            let response = match path.strip_prefix("/hello/") {
-                Some(name) => {
-                    greetings.add(1, &[KeyValue::new("language", "en")]);
-                    Response::new(Body::from(format!("hello {name}")))
-                }
-                None => {
-                    let mut response = Response::new(Body::from("not found"));
-                    *response.status_mut() = StatusCode::NOT_FOUND;
-                    response
-                }
+            let response = if let Some(name) = path.strip_prefix("/hello/") {
+                greetings.add(1, &[KeyValue::new("language", "en")]);
+                Response::new(Body::from(format!("hello {name}")))
+            } else {
+                let mut response = Response::new(Body::from("not found"));
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
             };
             Ok::<_, Infallible>(response)
         }

@@ -225,7 +225,9 @@ async fn generate(
     }
     let Ok(upstream) = state
         .client
-        .send(state.client.post(slm.url("/v1/generate")).json(&request))
+        .post(slm.url("/v1/generate"))
+        .json(&request)
+        .send()
         .await
     else {
         genai.fail("upstream_error");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use soma_observability::HttpClient;
+use soma_observability::{HttpClient, RequestBuilder};
 
 use crate::config::Peer;
 use crate::error::ApiError;
@@ -96,7 +96,7 @@ pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
 async fn call<T: DeserializeOwned>(
     client: &HttpClient,
     peer: &Peer,
-    request: reqwest::RequestBuilder,
+    request: RequestBuilder,
 ) -> Result<Reply<T>, UpstreamError> {
     let failed = |err: reqwest::Error| UpstreamError {
         peer: peer.name(),

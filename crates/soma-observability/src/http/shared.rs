@@ -32,9 +32,10 @@ pub(crate) struct Shared {
 /// The application's hook that names a request's route template when no axum route matched:
 /// [`with_route_template`](crate::ObservabilityBuilder::with_route_template).
 #[derive(Clone)]
-pub(crate) struct RouteTemplate(
-    pub(crate) Arc<dyn Fn(&http::Uri) -> Option<&'static str> + Send + Sync>,
-);
+pub(crate) struct RouteTemplate(pub(crate) Arc<RouteFn>);
+
+/// The hook itself: a request's URI to its fixed template, if it has one.
+pub(crate) type RouteFn = dyn Fn(&http::Uri) -> Option<&'static str> + Send + Sync;
 
 impl std::fmt::Debug for RouteTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
