@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's quick start as an outside crate (tests/outside-crate: its own workspace, only
-# soma-observability, axum and tokio as dependencies) builds, and with an invalid OTEL_* value it
-# exits non-zero printing the readable message, not the error's fields.
+# The README's quick start as an outside crate (tests/outside-crate: its own workspace, only the
+# dependencies the README's `cargo add` lines give) builds, its unit tests (written with
+# soma_observability::testing) pass, and with an invalid OTEL_* value it exits non-zero printing
+# the readable message, not the error's fields. tests/tests/outside_crate.rs then runs its
+# binaries against the real OTLP receiver.
 # It reuses the repository's target/ (CARGO_TARGET_DIR), so only the crate itself and
 # soma-observability compile after a workspace build. Offline: every crate it needs is already
 # in cargo's cache after the workspace build.
@@ -9,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="$PWD/target"
-cargo build --offline --quiet --manifest-path tests/outside-crate/Cargo.toml
+cargo build --offline --quiet --manifest-path tests/outside-crate/Cargo.toml --bins
+cargo test --offline --quiet --manifest-path tests/outside-crate/Cargo.toml
 
 stderr_file="$(mktemp)"
 trap 'rm -f "$stderr_file"' EXIT

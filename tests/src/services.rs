@@ -66,19 +66,44 @@ impl Service {
         env: &[(&str, &str)],
         logs: &std::path::Path,
     ) -> Self {
-        let port = crate::free_port();
+        let nowhere = format!("http://127.0.0.1:{}", crate::free_port());
+        let mut vars: Vec<(&str, &str)> = [
+            "ORCHESTRATOR_URL",
+            "POLICY_ENGINE_URL",
+            "IDENTITY_SERVICE_URL",
+            "SLM_SERVICE_URL",
+        ]
+        .into_iter()
+        .map(|var| (var, nowhere.as_str()))
+        .collect();
+        vars.extend_from_slice(env);
+        Self::start_program(name, &binary(name), &vars, logs, "/readyz").await
+    }
+
+    /// Starts `program` on a free loopback port (`LISTEN_ADDR`, unless `env` gives one), with
+    /// `RUST_LOG=info` and `env` added, and waits until `GET ready_path` answers 2xx.
+    pub async fn start_program(
+        name: &'static str,
+        program: &std::path::Path,
+        env: &[(&str, &str)],
+        logs: &std::path::Path,
+        ready_path: &str,
+    ) -> Self {
+        let address = env
+            .iter()
+            .find(|(var, _)| *var == "LISTEN_ADDR")
+            .map_or_else(
+                || format!("127.0.0.1:{}", crate::free_port()),
+                |(_, a)| (*a).to_owned(),
+            );
         let log = logs.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let nowhere = format!("http://127.0.0.1:{}", crate::free_port());
-        let mut command = tokio::process::Command::new(binary(name));
+        let mut command = tokio::process::Command::new(program);
         command
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("ORCHESTRATOR_URL", &nowhere)
-            .env("POLICY_ENGINE_URL", &nowhere)
-            .env("IDENTITY_SERVICE_URL", &nowhere)
-            .env("SLM_SERVICE_URL", &nowhere)
+            .env("LISTEN_ADDR", &address)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -93,12 +118,12 @@ impl Service {
         let service = Self {
             name,
             job,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{address}"),
             log,
             child,
         };
         let client = reqwest::Client::new();
-        let ready = format!("{}/readyz", service.url);
+        let ready = format!("{}{ready_path}", service.url);
         crate::wait_for(
             &format!("{name} to be ready"),
             Duration::from_secs(30),

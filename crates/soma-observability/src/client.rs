@@ -78,6 +78,13 @@ enum ClientTracing {
     },
 }
 
+impl Default for HttpClient {
+    /// [`HttpClient::new`] around a default `reqwest::Client`.
+    fn default() -> Self {
+        Self::new(reqwest::Client::new())
+    }
+}
+
 impl HttpClient {
     /// Wraps `client` with the telemetry of this thread's default parts, if any
     /// ([`ObservabilityParts::set_default`](crate::ObservabilityParts::set_default)), otherwise

@@ -61,7 +61,6 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Router;
 use opentelemetry::logs::{AnyValue, Severity};
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Key, KeyValue, Value};
@@ -75,7 +74,9 @@ use opentelemetry_sdk::Resource;
 use crate::error::SetupError;
 use crate::{DefaultGuard, Observability, ObservabilityConfig, ObservabilityParts};
 
-/// One test's telemetry: see the [module docs](self).
+/// One test's telemetry: see the [module docs](self). It is [`ObservabilityParts`] (through
+/// `Deref`: `instrument`, `http_client`, `render_metrics`, `meter`, ...) plus what the parts
+/// recorded, read back.
 #[derive(Debug)]
 pub struct TestTelemetry {
     parts: ObservabilityParts,
@@ -131,39 +132,6 @@ impl TestTelemetry {
             logs,
             _default: default,
         })
-    }
-
-    /// The parts behind this telemetry: the layer, the `/metrics` router, the providers.
-    pub fn parts(&self) -> &ObservabilityParts {
-        &self.parts
-    }
-
-    /// Wraps `router` in the HTTP layer and mounts `/metrics`, as setup does.
-    ///
-    /// # Errors
-    ///
-    /// [`SetupError::RouteConflict`] if `router` already serves `/metrics`.
-    pub fn instrument<S>(&self, router: Router<S>) -> Result<Router<S>, SetupError>
-    where
-        S: Clone + Send + Sync + 'static,
-    {
-        self.parts.instrument(router)
-    }
-
-    /// An [`HttpClient`](crate::HttpClient) recording here (`HttpClient::new` made on this
-    /// thread does too).
-    #[cfg(feature = "client")]
-    pub fn http_client(&self, client: reqwest::Client) -> crate::HttpClient {
-        self.parts.http_client(client)
-    }
-
-    /// `/metrics` as a scrape would show it.
-    ///
-    /// # Errors
-    ///
-    /// If a metric family cannot be encoded.
-    pub fn render_metrics(&self) -> Result<String, prometheus::Error> {
-        self.parts.render_metrics()
     }
 
     /// The value of the counter or up-down counter named `name` (its OpenTelemetry name,
@@ -237,6 +205,14 @@ impl TestTelemetry {
     /// Every log record emitted so far (`tracing` events), in order.
     pub fn logs(&self) -> Vec<LogRecord> {
         lock(&self.logs).clone()
+    }
+}
+
+impl std::ops::Deref for TestTelemetry {
+    type Target = ObservabilityParts;
+
+    fn deref(&self) -> &ObservabilityParts {
+        &self.parts
     }
 }
 

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::KeyValue;
 use serde_json::json;
 use soma_example_support::{health_routes, ApiError, JsonBody};
@@ -34,7 +34,10 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(meter: &Meter) -> Self {
+    /// The state with its instruments, made before setup as a team's state is: they bind to
+    /// what setup installs (or to a test's `TestTelemetry`).
+    pub(crate) fn new() -> Self {
+        let meter = soma_observability::get_meter("policy-engine");
         Self {
             metrics: Metrics {
                 decisions: meter
@@ -99,9 +102,8 @@ async fn evaluate_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::metrics::MeterProvider as _;
     use serde_json::Value;
-    use soma_example_support::testing::{metric_value, post_json, test_telemetry};
+    use soma_example_support::testing::{post_json, test_telemetry};
 
     async fn evaluate(app: &Router, body: Value) -> (StatusCode, Value) {
         let (status, bytes) = post_json(app, "/v1/evaluate", &body).await;
@@ -110,10 +112,8 @@ mod tests {
 
     #[tokio::test]
     async fn allows_and_denies_with_the_deciding_rule() {
-        let parts = test_telemetry("policy-engine");
-        let app = app().with_state(AppState::new(
-            &parts.meter_provider().meter("policy-engine"),
-        ));
+        let telemetry = test_telemetry("policy-engine");
+        let app = app().with_state(AppState::new());
 
         let (status, body) = evaluate(
             &app,
@@ -132,29 +132,28 @@ mod tests {
         assert_eq!(body["rule"], "capsule_denylist");
         assert!(body["error"].as_str().unwrap().contains("denylist"));
 
-        let metrics = parts.render_metrics().unwrap();
-        let allowed = [("outcome", "allow"), ("rule", "default")];
-        let denied = [("outcome", "deny"), ("rule", "capsule_denylist")];
+        let allowed = [
+            KeyValue::new("outcome", "allow"),
+            KeyValue::new("rule", "default"),
+        ];
+        let denied = [
+            KeyValue::new("outcome", "deny"),
+            KeyValue::new("rule", "capsule_denylist"),
+        ];
+        assert_eq!(telemetry.sum("policy.decisions", &allowed), Some(1.0));
+        assert_eq!(telemetry.sum("policy.decisions", &denied), Some(1.0));
         assert_eq!(
-            metric_value(&metrics, "policy_decisions_total", &allowed),
-            Some(1.0)
-        );
-        assert_eq!(
-            metric_value(&metrics, "policy_decisions_total", &denied),
-            Some(1.0)
-        );
-        assert_eq!(
-            metric_value(&metrics, "policy_evaluation_duration_seconds_count", &[]),
-            Some(2.0)
+            telemetry
+                .histogram("policy.evaluation.duration", &[])
+                .map(|h| h.count),
+            Some(2)
         );
     }
 
     #[tokio::test]
     async fn requests_that_cannot_be_evaluated_are_400s() {
-        let parts = test_telemetry("policy-engine");
-        let app = app().with_state(AppState::new(
-            &parts.meter_provider().meter("policy-engine"),
-        ));
+        let telemetry = test_telemetry("policy-engine");
+        let app = app().with_state(AppState::new());
         for body in [
             json!({"subject": "demo", "action": "launch.rocket", "input": "x"}),
             json!({"subject": "", "action": "generate", "input": "x"}),
@@ -164,7 +163,6 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert!(response["error"].is_string(), "{response}");
         }
-        let metrics = parts.render_metrics().unwrap();
-        assert_eq!(metric_value(&metrics, "policy_decisions_total", &[]), None);
+        assert_eq!(telemetry.sum("policy.decisions", &[]), None);
     }
 }

@@ -1,27 +1,21 @@
-//! Helpers for the services' unit tests: telemetry parts without globals, and reading a scrape.
+//! Helpers for the services' unit tests: their own telemetry (`soma_observability::testing`),
+//! and reading a scrape.
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use soma_observability::{Observability, ObservabilityConfig, ObservabilityParts};
+use soma_observability::testing::TestTelemetry;
 use tower::ServiceExt;
 
-/// Telemetry for `service` with traces and logs off and nothing installed globally: meters
-/// from `parts.meter_provider()` render in `parts.render_metrics()`.
+/// The test's own telemetry for `service` (nothing global, nothing exported): the state the
+/// test builds afterwards on its thread (`get_meter`, `HttpClient::new`) records into it, and it
+/// reads back metrics, spans and logs. It is the parts too (`render_metrics`, `instrument`).
 ///
 /// # Panics
 ///
-/// If the fixed configuration is rejected (a bug in the library).
-pub fn test_telemetry(service: &'static str) -> ObservabilityParts {
-    let config = ObservabilityConfig::from_lookup(|name| match name {
-        "OTEL_TRACES_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
-        _ => None,
-    })
-    .expect("a fixed, valid configuration");
-    Observability::builder(service)
-        .with_config(config)
-        .build()
-        .expect("telemetry without exporters builds")
+/// If the telemetry cannot be built (a bug in the library).
+pub fn test_telemetry(service: &'static str) -> TestTelemetry {
+    TestTelemetry::new(service).expect("test telemetry builds")
 }
 
 /// The sum of the samples of `name` (exact series name, e.g. `policy_decisions_total`) whose
