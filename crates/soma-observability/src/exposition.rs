@@ -566,16 +566,42 @@ fn push_value(out: &mut String, value: &Value) {
 /// The Prometheus name: sanitized, with the unit suffix, and `_total` for counters.
 fn family_name(metric: &Metric, monotonic: bool) -> String {
     let mut name = sanitize(metric.name(), NameKind::Metric);
-    if let Some(suffix) = unit_suffix(metric.unit()) {
-        if !name.ends_with(&suffix) {
+    match unit_suffix(metric.unit()) {
+        Some(suffix) if !name.ends_with(&suffix) => {
             name.push('_');
             name.push_str(&suffix);
         }
+        Some(_) => {}
+        None => warn_once_unit_left_out(metric.name(), metric.unit()),
     }
     if monotonic && !name.ends_with("_total") {
         name.push_str("_total");
     }
     name
+}
+
+/// Says once per instrument that its unit is not in the naming table and so not in its name
+/// (annotations in braces and no unit at all are silent: that is what they mean).
+fn warn_once_unit_left_out(name: &str, unit: &str) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if unit.is_empty() || unit.starts_with('{') {
+        return;
+    }
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|warned| warned == name) {
+        return;
+    }
+    warned.push(name.to_owned());
+    tracing::warn!(
+        instrument = name,
+        unit,
+        "the unit {unit:?} of {name} has no Prometheus suffix, so /metrics leaves it out of the \
+         name; put it in the name (e.g. {name}.{lower}) or in braces ({{{unit}}}) to make that \
+         explicit",
+        lower = unit.to_ascii_lowercase(),
+    );
 }
 
 fn unit_suffix(unit: &str) -> Option<String> {

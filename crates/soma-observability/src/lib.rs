@@ -14,7 +14,7 @@
 //!     axum::serve(listener, app)
 //!         .with_graceful_shutdown(soma_observability::shutdown_signal())
 //!         .await?;
-//!     guard.shutdown().await?; // flush traces and logs before exiting
+//!     guard.shutdown().await?; // flush traces and logs; an outage is logged, not an error
 //!     Ok(())
 //! }
 //! ```
@@ -111,6 +111,7 @@
 //! | `otlp` | yes | OTLP export of traces and logs, and the metrics push, over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the specification's default) | `opentelemetry-otlp` and `prost` (logs and the metrics push; spans are encoded and sent by the crate itself, `span_export.rs`), blocking `reqwest` with its rustls TLS (aws-lc-rs, the platform verifier: `https://` endpoints, see [`tls`]) |
 //! | `grpc` | no | OTLP over gRPC as well (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); implies `otlp` | `tonic` (with rustls on the same aws-lc-rs provider, and the system roots), `h2`, `tower`'s balancing stack |
 //! | `client` | yes | [`HttpClient`]: an instrumented `reqwest` client that propagates the trace context | `reqwest` (already there with `otlp`), `opentelemetry-http` |
+//! | `testing` | no | [`testing`]: a test's own telemetry, read back typed (for `[dev-dependencies]`) | none |
 //!
 //! Metrics (`/metrics`), the HTTP layer, spans in process, the `console` exporters and stdout
 //! logs are always there. The defaults are what most services want: HTTP/protobuf export, which
@@ -130,6 +131,8 @@
 //! [`Observability::builder`] configures buckets, excluded paths and the shutdown deadline;
 //! [`ObservabilityBuilder::build`] returns [`ObservabilityParts`] (the layer, the metrics
 //! router, the providers and the subscriber) for services that compose them themselves.
+//! [`ObservabilityBuilder::install_service`] instruments a tower service that is not an axum
+//! router. Tests get their own telemetry from [`testing`] (feature `testing`).
 //!
 //! # Where things live
 //!
@@ -148,11 +151,12 @@
 //! | `parts.rs` | [`ObservabilityParts`]: what `build()` made, installed nowhere |
 //! | `install.rs` | the one module that sets process-global state |
 //! | `guard.rs` | [`ObservabilityGuard`]: bounded flush and shutdown |
+//! | `current.rs` | [`DefaultGuard`]: parts made the telemetry of one thread ([`ObservabilityParts::set_default`]) |
 //! | `otlp.rs` | what the exporters of every signal share: building one, counting its outcomes, running it |
 //! | [`tls`] | TLS of the OTLP exporters: CA, client certificate, and the cause of a failed request |
 //! | `delivery.rs` | what the span and log processors share: queue admission, their counters, the shutdown deadline and what it lost |
 //! | [`http`] | the server layer: metrics and a span per request ([`http::headers`]: captured headers) |
-//! | `client.rs` | [`HttpClient`]: the instrumented outgoing client |
+//! | `client.rs` | [`HttpClient`], [`RequestBuilder`]: the instrumented outgoing client |
 //! | `propagation.rs` | the propagator: strict W3C `traceparent`, bounded `tracestate` |
 //! | `traces.rs` | the tracer provider, sampler and batch processor |
 //! | `span_encoding.rs` | a batch of spans as the bytes of an OTLP export request |
@@ -171,6 +175,7 @@
 //! | [`runtime`] | tokio runtime metrics (`tokio_runtime_*`) |
 //! | [`genai`] | GenAI metrics (tokens, time to first token) |
 //! | `serve.rs` | [`shutdown_signal`] for the serve loop |
+//! | [`testing`] | [`testing::TestTelemetry`]: a test's own telemetry, read back typed (feature `testing`) |
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

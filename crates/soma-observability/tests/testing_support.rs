@@ -192,3 +192,27 @@ async fn an_http_client_made_in_the_test_records_into_it() {
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].kind, SpanKind::Client);
 }
+
+#[tokio::test]
+async fn a_unit_left_out_of_the_name_is_said_once() {
+    let telemetry = TestTelemetry::new("payments").unwrap();
+    let amount = soma_observability::get_meter("payments")
+        .f64_counter("payments.amount")
+        .with_unit("EUR")
+        .with_description("Amounts charged.")
+        .build();
+    amount.add(12.5, &[]);
+    let first = telemetry.render_metrics().unwrap();
+    telemetry.render_metrics().unwrap();
+    assert!(
+        first.contains(r#"payments_amount_total{otel_scope_name="payments"} 12.5"#),
+        "{first}"
+    );
+    let warnings: Vec<_> = telemetry
+        .logs()
+        .into_iter()
+        .filter(|l| l.body.contains(r#""EUR""#))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].body.contains("payments.amount"), "{warnings:?}");
+}

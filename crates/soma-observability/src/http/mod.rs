@@ -59,9 +59,18 @@
 //!
 //! [`with_catch_panic(false)`](crate::ObservabilityBuilder::with_catch_panic) keeps all of that
 //! but lets the panic continue into the server afterwards (hyper drops the connection), for
-//! services that handle panics in a layer of their own. A request whose client disconnects is
-//! still recorded as cancelled: no status, no error, and the event "request cancelled before a
-//! response was produced" on its span.
+//! services that handle panics in a layer of their own.
+//!
+//! # Requests that do not complete
+//!
+//! Every request that reached the layer is recorded exactly once. One whose response future is
+//! dropped before a response (the client went away, or a layer outside this one answered
+//! instead, such as a `TimeoutLayer` added after setup) gets `error.type = "cancelled"` and no
+//! status code; one whose response body is dropped or fails before its end (a client that leaves
+//! a stream) keeps its status and gets `error.type = "aborted"`. Their spans have status Error
+//! and the event "request cancelled before a response was produced" or "response body stopped
+//! before its end"; neither is a panic, and neither logs an error. HEAD, 204 and 304 responses
+//! have no body to send and are complete.
 //!
 //! # `url.scheme`
 //!
@@ -76,7 +85,14 @@
 //! # Layer placement
 //!
 //! Add the layer with `Router::layer` *after* the application's routes, so it sees the matched
-//! route template, and mount `/metrics` after that, so scrapes are not measured.
+//! route template, and mount `/metrics` after that, so scrapes are not measured. A team's own
+//! layers added before it run inside it (it records their answers: a timeout's 408, an auth
+//! layer's 401); layers added to the router setup returns run outside it (it records their
+//! requests as `cancelled` when they answer instead of the service, and never sees what they
+//! reject on their own). Request-id layers belong outside, so the captured headers and the span
+//! see the id. A service that is not an axum router uses
+//! [`install_service`](crate::ObservabilityBuilder::install_service) and names its routes with
+//! [`with_route_template`](crate::ObservabilityBuilder::with_route_template).
 //! [`setup_observability`](crate::setup_observability) does both. Paths in the excluded list
 //! (by default `/metrics`, `/healthz`, `/readyz`) are neither measured nor traced.
 
