@@ -230,3 +230,31 @@ async fn a_request_id_set_outside_the_layer_is_what_header_capture_records() {
     assert_eq!(ids.len(), 1);
     assert_eq!(ids[0].len(), 36, "a UUID: {ids:?}");
 }
+
+#[tokio::test]
+async fn a_route_template_hook_that_panics_costs_only_the_route() {
+    let parts = soma_observability::Observability::builder("hooks")
+        .with_config(metrics_only())
+        .with_route_template(|uri| match uri.path() {
+            "/boom" => panic!("the team's hook has a bug"),
+            path if path.starts_with("/items/") => Some("/items/{id}"),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    let service = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, std::convert::Infallible>(axum::response::Response::new(Body::from("ok")))
+    });
+    let app = parts.instrument_service(service).unwrap();
+    for path in ["/boom", "/items/3"] {
+        let (status, _, body) = send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]), "{path}");
+    }
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        sample(&metrics, DURATION_COUNT, &[r#"http_route="/items/{id}""#]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(series_count(&metrics, DURATION_COUNT), 2, "{metrics}");
+}

@@ -129,7 +129,7 @@ where
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
         let route = match (matched, &self.shared.route_template) {
-            (None, Some(template)) => self.route((template.0)(req.uri())),
+            (None, Some(template)) => self.route(template.of(req.uri())),
             _ => self.route(matched),
         };
         let state = Box::new(RequestState::start(Arc::clone(&self.shared), &req, route));

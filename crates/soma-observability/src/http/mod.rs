@@ -85,16 +85,17 @@
 //! # Layer placement
 //!
 //! Add the layer with `Router::layer` *after* the application's routes, so it sees the matched
-//! route template, and mount `/metrics` after that, so scrapes are not measured. A team's own
-//! layers added before it run inside it (it records their answers: a timeout's 408, an auth
-//! layer's 401); layers added to the router setup returns run outside it (it records their
-//! requests as `cancelled` when they answer instead of the service, and never sees what they
-//! reject on their own). Request-id layers belong outside, so the captured headers and the span
-//! see the id. A service that is not an axum router uses
-//! [`install_service`](crate::ObservabilityBuilder::install_service) and names its routes with
-//! [`with_route_template`](crate::ObservabilityBuilder::with_route_template).
+//! route template, and mount `/metrics` after that, so scrapes are not measured.
 //! [`setup_observability`](crate::setup_observability) does both. Paths in the excluded list
 //! (by default `/metrics`, `/healthz`, `/readyz`) are neither measured nor traced.
+//!
+//! A team's own layers added before setup run inside this one (it records their answers: a
+//! timeout's 408, an auth layer's 401); layers added to the router setup returns run outside it
+//! (it records their requests as `cancelled` when they answer instead of the service, and never
+//! sees what they reject on their own). Request-id layers belong outside, so the captured
+//! headers and the span see the id. A service that is not an axum router uses
+//! [`install_service`](crate::ObservabilityBuilder::install_service) and names its routes with
+//! [`with_route_template`](crate::ObservabilityBuilder::with_route_template).
 
 // One concept per file; no two files import each other (see the crate docs' module list).
 mod attributes; // bounded attribute values of a request: method, version, `url.query`, Labels

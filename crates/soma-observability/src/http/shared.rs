@@ -37,6 +37,23 @@ pub(crate) struct RouteTemplate(pub(crate) Arc<RouteFn>);
 /// The hook itself: a request's URI to its fixed template, if it has one.
 pub(crate) type RouteFn = dyn Fn(&http::Uri) -> Option<&'static str> + Send + Sync;
 
+impl RouteTemplate {
+    /// The template of `uri`, or `None`; a hook that panics names no template (and says so once)
+    /// instead of failing the request.
+    pub(crate) fn of(&self, uri: &http::Uri) -> Option<&'static str> {
+        let hook = &self.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(uri))).unwrap_or_else(|_| {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::error!(
+                    "the with_route_template hook panicked; requests it panics on get no http.route"
+                );
+            });
+            None
+        })
+    }
+}
+
 impl std::fmt::Debug for RouteTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RouteTemplate")
