@@ -50,6 +50,9 @@ async fn the_quick_start_records_requests_client_calls_and_custom_metrics() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
+            // Scraped and pushed: the custom metric must reach both.
+            ("OTEL_METRICS_EXPORTER", "prometheus,otlp"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
             ("LISTEN_ADDR", listen.as_str()),
             // It calls its own /profiles route, standing in for a second service.
             ("PROFILES_URL", own_url.as_str()),
@@ -113,6 +116,18 @@ async fn the_quick_start_records_requests_client_calls_and_custom_metrics() {
         })
         .await;
     assert!(logs_received.iter().any(|l| hex(&l.trace_id) == trace));
+    // Every metric over OTLP too: the request, the client call, the custom counter.
+    let names = [
+        "users.lookups",
+        "http.server.request.duration",
+        "http.client.request.duration",
+    ];
+    otlp.wait_for_metrics(Duration::from_secs(10), |exports| {
+        names
+            .iter()
+            .all(|name| exports.iter().flatten().any(|m| m.name == *name))
+    })
+    .await;
 
     service.terminate();
     let status = service.wait(Duration::from_secs(15)).await;
