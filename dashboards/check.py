@@ -9,7 +9,8 @@ type, gridPos, datasource, description, unit, thresholds and targets with refId 
 dashboard uids are stable and unique; there are at least 28 panels; every expression has balanced
 brackets, uses `$__rate_interval` or a deliberate SLO window, and names only metrics from
 docs/metrics-catalog.md (or `up`); panels with an alert draw it; panels-index.json matches the
-dashboards; and, when `promtool` is on PATH, every expression parses as PromQL.
+dashboards; and every expression parses as PromQL (Prometheus 3's promtool from
+target/backends/bin, built by scripts/install-deps.sh; else a promtool on PATH).
 
 With --prometheus, every expression of a panel not backed by an external exporter is evaluated
 (instant query, `$__rate_interval` -> 1m, `$namespace`/`$job` -> .*) and must return a sample.
@@ -408,10 +409,13 @@ def check_index(res, dashboards, catalog_external):
 
 
 def check_promtool(res, dashboards):
-    promtool = shutil.which("promtool")
+    # Prometheus 3's promtool, built by scripts/backends.sh (install-deps.sh); else one on PATH.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    promtool = os.path.join(root, "target", "backends", "bin", "promtool")
+    if not os.access(promtool, os.X_OK):
+        promtool = shutil.which("promtool")
     if not promtool:
-        print("skip PromQL syntax check: promtool is not on PATH "
-              "(Debian package `prometheus`)")
+        print("skip PromQL syntax check: no promtool (run scripts/install-deps.sh)")
         return
     lines = ["groups:", "  - name: dashboard-exprs", "    rules:"]
     for name, dash, p in all_panels(dashboards):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/run-demo.sh the way a newcomer runs it: starts `run-demo.sh --duration N` and,
-# while it runs, checks that its Prometheus scrapes all five services (`up == 1` for each job)
-# and has loaded the recording and alerting rules. Stops the demo (and only the demo) at the end.
+# while it runs, checks that its Prometheus (3, with its default scrape protocols) scrapes all
+# five services (`up == 1` for each job, no scrape error) and has loaded the recording and
+# alerting rules. Stops the demo (and only the demo) at the end.
 #
 # Usage: scripts/check-demo.sh [--duration SECONDS]   (default 300: an upper bound; the demo is
 #                                                       stopped as soon as the checks pass)
@@ -86,6 +87,21 @@ sys.exit(1 if missing else 0)
 PY
 }
 
+# Prometheus 3 and no target with a scrape error (a Content-Type or parse error fails a scrape).
+version_and_no_scrape_error() {
+  local version targets
+  version="$(curl -fsS "$prometheus/api/v1/status/buildinfo" 2>/dev/null)" || return 1
+  targets="$(curl -fsS "$prometheus/api/v1/targets" 2>/dev/null)" || return 1
+  python3 - "$version" "$targets" <<'PY'
+import json, sys
+version = json.loads(sys.argv[1])["data"]["version"]
+targets = json.loads(sys.argv[2])["data"]["activeTargets"]
+errors = {t["labels"]["job"]: t["lastError"] for t in targets if t.get("lastError")}
+print(f"check-demo: Prometheus {version}, {len(targets)} targets, scrape errors: {errors or 'none'}")
+sys.exit(0 if version.startswith("3.") and not errors else 1)
+PY
+}
+
 rules_loaded() {
   local body
   body="$(curl -fsS "$prometheus/api/v1/rules" 2>/dev/null)" || return 1
@@ -112,5 +128,6 @@ if ! poll "all five services were scraped with up == 1 (${jobs[*]})" 90 all_up; 
   exit 1
 fi
 echo "check-demo: Prometheus scrapes ${jobs[*]} with up == 1"
+poll "Prometheus 3 with no scrape error" 10 version_and_no_scrape_error
 poll "Prometheus loaded the rules" 30 rules_loaded
 echo "check-demo: OK"

@@ -11,15 +11,20 @@
 #      (servicemonitors/tests/check_manifests.py); then the OpenTelemetry Collector's Helm values,
 #      merged into the chart's defaults, against the chart's values.schema.json (vendored in
 #      deploy/vendor/), the collector configuration for consistency, and the overlay's render
-#      (servicemonitors/tests/check_collector.py);
-#   3. promtool check rules + promtool test rules (servicemonitors/tests/*.test.yaml);
+#      (servicemonitors/tests/check_collector.py), and each merged collector configuration (plain,
+#      TLS, backend example, both) with the collector itself (`otelcol-soma validate`, the
+#      pinned collector that scripts/backends.sh builds);
+#   3. promtool check rules + promtool test rules (servicemonitors/tests/*.test.yaml) with
+#      Prometheus 3's promtool, and the le/quantile lint of rules, dashboards and promtool
+#      fixtures (scripts/check-prometheus3-selectors.py: values Prometheus 3 never stores);
 #   4. shellcheck on the shell scripts under scripts/ and .ci/;
 #   5. scripts/deploy-observability.sh: --dry-run prints the helm and kubectl commands (both
 #      releases, with and without --otlp-tls) and runs neither, --help, clear messages when a
 #      prerequisite or a TLS Secret is missing, and a full run against stub kubectl and helm.
 #
-# Installs what it needs (as root, on a fresh machine): the Debian packages prometheus (for
-# promtool), shellcheck and python3-venv, and the pinned Python packages of
+# Installs what it needs (as root, on a fresh machine): the pinned Prometheus 3 and collector
+# (scripts/backends.sh, a no-op when built), the Debian packages shellcheck and python3-venv,
+# and the pinned Python packages of
 # servicemonitors/tests/requirements.txt into target/k8s-check/venv. Ends with "N passed, M failed"; exits 1 if anything failed.
 # Environment: SOMA_SCHEMAS_DIR overrides the CRD schema folder.
 set -uo pipefail
@@ -30,6 +35,7 @@ readonly SCHEMAS="${SOMA_SCHEMAS_DIR:-${ROOT}/servicemonitors/crds}"
 readonly WORK="${ROOT}/target/k8s-check"
 readonly VENV="${WORK}/venv"
 readonly REQUIREMENTS="${ROOT}/servicemonitors/tests/requirements.txt"
+readonly BACKENDS="${ROOT}/target/backends/bin"
 # Kubernetes schema versions: the oldest supported (preStop `sleep` needs 1.30) and the newest.
 readonly K8S_VERSIONS=(1.30 1.37)
 
@@ -78,8 +84,9 @@ apt_install() {
 # --- tools --------------------------------------------------------------------------------------
 
 install_tools() {
-  command -v promtool >/dev/null 2>&1 || apt_install prometheus
-  check "promtool is available (Debian package prometheus)" command -v promtool
+  check "Prometheus 3 and the collector are built (scripts/backends.sh)" bash "${ROOT}/scripts/backends.sh"
+  check "promtool 3 is available (${BACKENDS}/promtool)" test -x "${BACKENDS}/promtool"
+  check "otelcol-soma is available (${BACKENDS}/otelcol-soma)" test -x "${BACKENDS}/otelcol-soma"
   command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
   check "shellcheck is available" command -v shellcheck
   # kubectl (with its built-in kustomize) ships with this project's machine image; Debian has no
@@ -156,14 +163,51 @@ check_manifests() {
     --collector-namespace "$(script_const OBS_NAMESPACE)" \
     --chart-version "$(script_const COLLECTOR_CHART_VERSION_DEFAULT)" \
     --tls-secret "$(script_const COLLECTOR_TLS_SECRET)" --ca-secret "$(script_const SERVICES_CA_SECRET)" \
-    "${version_args[@]}"
+    --write-configs "${WORK}/collector-configs" "${version_args[@]}"
+  check_collector_configs "${WORK}/collector-configs"
+}
+
+# otelcol_validate FILE: the collector's own check of a configuration, with the environment the
+# chart gives the pod (MY_POD_IP and the OTEL_K8S_* variables its defaults reference).
+# shellcheck disable=SC2317 # called through check()
+otelcol_validate() {
+  env MY_POD_IP=127.0.0.1 OTEL_K8S_NAMESPACE=observability OTEL_K8S_NODE_NAME=node \
+    OTEL_K8S_NODE_IP=127.0.0.1 OTEL_K8S_POD_NAME=otel-collector-0 OTEL_K8S_POD_IP=127.0.0.1 \
+    "${BACKENDS}/otelcol-soma" validate --config="file:$1"
+}
+
+check_collector_configs() {
+  local dir="$1" config count=0
+  for config in "${dir}"/*.yaml; do
+    [[ -f "${config}" ]] || continue
+    count=$((count + 1))
+    check "otelcol-soma validate: the merged collector config of $(basename "${config}" .yaml)" \
+      otelcol_validate "${config}"
+  done
+  check "the merged collector configurations were written (${count} of 4)" test "${count}" -eq 4
+  # The validation can fail: an unknown component in the config is refused.
+  if [[ -f "${dir}/values.yaml" ]]; then
+    sed 's/^exporters:$/exporters:\n  no_such_exporter: {}/' "${dir}/values.yaml" >"${WORK}/collector-bad.yaml"
+    check "otelcol-soma validate refuses a config with an unknown exporter" \
+      not_otelcol_validate "${WORK}/collector-bad.yaml" "no_such_exporter"
+  fi
+}
+
+# shellcheck disable=SC2317 # called through check()
+not_otelcol_validate() {
+  local out
+  if out="$(otelcol_validate "$1" 2>&1)"; then
+    echo "validated: $1"
+    return 1
+  fi
+  grep -qF -- "$2" <<<"${out}"
 }
 
 # --- 3. promtool ------------------------------------------------------------------------------------
 
 # promtool resolves rule_files relative to its working directory.
 # shellcheck disable=SC2317 # called through check()
-promtool_test() { (cd "$1" && promtool test rules "$2"); }
+promtool_test() { (cd "$1" && "${BACKENDS}/promtool" test rules "$2"); }
 
 check_rules() {
   local dir="${WORK}/promtool" rules="prometheus-rules.rules.yaml" test
@@ -176,12 +220,13 @@ doc = yaml.safe_load(open(sys.argv[1]))
 assert doc["kind"] == "PrometheusRule", doc["kind"]
 yaml.safe_dump(doc["spec"], open(sys.argv[2], "w"), sort_keys=False)
 ' "${ROOT}/servicemonitors/prometheus-rules.yaml" "${dir}/${rules}"
-  check "promtool check rules servicemonitors/prometheus-rules.yaml (spec)" promtool check rules "${dir}/${rules}"
+  check "promtool check rules servicemonitors/prometheus-rules.yaml (spec)" "${BACKENDS}/promtool" check rules "${dir}/${rules}"
   cp "${ROOT}"/servicemonitors/tests/*.test.yaml "${dir}/"
   for test in "${dir}"/*.test.yaml; do
     check "promtool test rules servicemonitors/tests/$(basename "${test}")" \
       promtool_test "${dir}" "$(basename "${test}")"
   done
+  run_counted check-prometheus3-selectors.py python3 "${ROOT}/scripts/check-prometheus3-selectors.py"
 }
 
 # --- 4. shellcheck ------------------------------------------------------------------------------------

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine: Prometheus (server and promtool),
-# the shell linter and wrk. Idempotent; needs root (or sudo) only when something is missing.
+# Installs what the tests need on a fresh Debian machine: Debian's Prometheus 2.42 (the
+# compatibility check and `promtool check metrics` of the library's tests), the shell linter and
+# wrk; then builds the pinned Prometheus 3 and OpenTelemetry Collector from their Go modules
+# (scripts/backends.sh: once per set of pins, into a cache outside the repository; a few minutes
+# the first time, nothing afterwards). Idempotent; needs root (or sudo) only when something is
+# missing.
 set -euo pipefail
 
 packages=()
@@ -22,4 +26,8 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
   systemctl stop prometheus || true
 fi
+# Go itself comes with the machine (Go 1.26; Debian's golang-go is too old for these modules).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$root/scripts/backends.sh" >/dev/null
+echo "install-deps: Prometheus 3 and otelcol-soma in $(readlink -f "$root/target/backends")/bin ($(cat "$root/target/backends/complete"))"
 echo "install-deps: promtool $(promtool --version 2>&1 | head -n1 | awk '{print $3}'), shellcheck $(shellcheck --version | awk '/^version/ {print $2}')"

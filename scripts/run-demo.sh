@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole SomaAgent demo on this machine: the five reference services on 127.0.0.1
-# (ports 8000-8003 and 8080), a local Prometheus on 127.0.0.1:9090 scraping them with the
+# (ports 8000-8003 and 8080), a local Prometheus 3 on 127.0.0.1:9090 scraping them with the
 # ServiceMonitors' job names and the recording/alerting rules, and steady traffic through the
 # gateway (soma-traffic). Prints where to look, then runs until Ctrl-C (or --duration), and stops
 # everything it started.
@@ -55,12 +55,14 @@ for tool in cargo curl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "run-demo: $tool is required" >&2; exit 1; }
 done
 
-# Prometheus (and promtool) the way the test command gets them: apt-get when missing.
+# Prometheus 3 (and promtool) the way the test command gets them: built once from the pinned Go
+# modules (scripts/backends.sh, through install-deps.sh).
 echo "== checking the tools the demo needs (scripts/install-deps.sh)"
 if ! bash scripts/install-deps.sh; then
-  echo "run-demo: could not install Prometheus; install it with 'apt-get install -y prometheus' (as root) and run again" >&2
+  echo "run-demo: could not install the tools; run 'bash scripts/install-deps.sh' (as root, with Go 1.26) and read its error" >&2
   exit 1
 fi
+backends="$(bash scripts/backends.sh)"
 
 # name, port, Prometheus job; started in this order (peers first).
 services=(identity-service policy-engine slm-service orchestrator gateway)
@@ -197,9 +199,7 @@ PY
          grab && (/^[^ #]/ || /^  [^ #-]/) { exit }
          grab { sub(/^  /, ""); print }' "$source" >"$target"
   fi
-  if command -v promtool >/dev/null 2>&1; then
-    promtool check rules "$target" >/dev/null 2>&1 || return 1
-  fi
+  "$backends/promtool" check rules "$target" >/dev/null 2>&1 || return 1
 }
 
 prometheus_url=""
@@ -226,7 +226,7 @@ prometheus_url=""
       echo "          namespace: soma-agent"
     done
   } >"$config"
-  prometheus --config.file="$config" --storage.tsdb.path="$run_dir/prometheus-data" \
+  "$backends/prometheus" --config.file="$config" --storage.tsdb.path="$run_dir/prometheus-data" \
     --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$prometheus_port" \
     --enable-feature=exemplar-storage \
     >"$run_dir/prometheus.log" 2>&1 &

@@ -461,6 +461,9 @@ def main() -> int:
     parser.add_argument("--tls-secret", required=True, help="the collector's TLS Secret the script checks")
     parser.add_argument("--ca-secret", required=True, help="the services' CA Secret the script checks")
     parser.add_argument("--k8s-version", action="append", required=True)
+    parser.add_argument("--write-configs", type=Path, metavar="DIR",
+                        help="also write each combination's merged collector `config` to DIR/<name>.yaml "
+                             "(for `otelcol validate` in scripts/check-k8s.sh)")
     args = parser.parse_args()
     root = args.root.resolve()
     rep = Report()
@@ -506,6 +509,10 @@ def main() -> int:
         merged_plain = merged_plain or merged
         check_values(rep, label, merged, validator, schemas, args.collector_release, args.release, tls,
                      args.tls_secret, app_version)
+        if args.write_configs:
+            args.write_configs.mkdir(parents=True, exist_ok=True)
+            name = label.replace("collector values", "values").replace(" + ", "+").replace(" ", "-")
+            (args.write_configs / f"{name}.yaml").write_text(yaml.safe_dump(merged["config"], sort_keys=False))
     check_negative_controls(rep, merged_plain, validator)
     backend_exporters = (backend.get("config") or {}).get("exporters") or {}
     rep.check(bool(backend_exporters) and all(e.get("endpoint") or e.get("logs_endpoint") or e.get("traces_endpoint")

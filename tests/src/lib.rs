@@ -1,6 +1,7 @@
 //! System tests of the `SomaAgent` reference services with real parts: the five service binaries
-//! on loopback, a real Prometheus server (Debian's `prometheus`) scraping them, and a real OTLP
-//! receiver built on the official protobuf definitions.
+//! on loopback, a real Prometheus 3 server (built from its Go module by `scripts/backends.sh`)
+//! scraping them, a real OpenTelemetry Collector, and an OTLP receiver built on the official
+//! protobuf definitions.
 //!
 //! The service binaries must be built before the tests run (`cargo build --workspace --bins`;
 //! `scripts/test.sh` does it). The helpers here are also used by the library's own tests
@@ -13,6 +14,7 @@
     clippy::doc_markdown
 )]
 
+pub mod collector;
 pub mod otlp;
 pub mod prometheus;
 pub mod promql;
@@ -36,6 +38,20 @@ pub fn repo_root() -> std::path::PathBuf {
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// The path of a backend binary built from `tools/backends` (`prometheus`, `promtool`,
+/// `otelcol-soma`): `scripts/backends.sh` (run by `scripts/install-deps.sh`) builds them into its
+/// cache and links `target/backends` there. This is the one place the tests look for them.
+pub fn backend(name: &str) -> std::path::PathBuf {
+    let path = repo_root().join("target/backends/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: run `bash scripts/install-deps.sh` (it builds the pinned Prometheus 3 and \
+         Collector from tools/backends once)",
+        path.display()
+    );
+    path
 }
 
 /// `GET {base}/metrics`, as Prometheus scrapes it.

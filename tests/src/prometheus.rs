@@ -1,4 +1,6 @@
-//! A real Prometheus server on loopback, started and stopped by the test.
+//! A real Prometheus server on loopback, started and stopped by the test: Prometheus 3 built from
+//! its Go module (`scripts/backends.sh`) with its default scrape protocols, or, for the one
+//! compatibility test, Debian's Prometheus 2.42.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -31,22 +33,41 @@ pub struct Exemplar {
     pub value: f64,
 }
 
+/// Which Prometheus to start, and how.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Debian's Prometheus 2.42 (`prometheus` on `PATH`) instead of the pinned Prometheus 3.
+    pub debian: bool,
+    /// Extra command-line arguments (e.g. `--web.enable-otlp-receiver`).
+    pub args: Vec<String>,
+    /// Extra top-level configuration, appended to `prometheus.yml` as is (e.g. an `otlp:` block).
+    pub config: String,
+    /// The loopback port to listen on (default: a free one).
+    pub port: Option<u16>,
+}
+
 /// A running `prometheus` process; killed on drop.
 #[derive(Debug)]
 pub struct Prometheus {
     child: tokio::process::Child,
     /// Its HTTP API base URL.
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     client: reqwest::Client,
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `targets` every second, with the recording and alerting rules
-    /// of `servicemonitors/prometheus-rules.yaml` (the PrometheusRule's `spec`) loaded, and
-    /// exemplar storage on (`--enable-feature=exemplar-storage`), so that it scrapes OpenMetrics
-    /// and keeps the exemplars it reads.
+    /// Starts Prometheus 3 scraping `targets` every second, with the recording and alerting
+    /// rules of `servicemonitors/prometheus-rules.yaml` (the PrometheusRule's `spec`) loaded, and
+    /// exemplar storage on (`--enable-feature=exemplar-storage`), so that it keeps the exemplars
+    /// it reads. The scrape protocols are Prometheus' defaults (OpenMetrics first; no fallback
+    /// for a missing or unexpected Content-Type).
     pub async fn start(targets: &[Target]) -> Self {
+        Self::start_with(targets, &Options::default()).await
+    }
+
+    /// [`Prometheus::start`] with `options`.
+    pub async fn start_with(targets: &[Target], options: &Options) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let rules = rules_file(&crate::repo_root().join("servicemonitors/prometheus-rules.yaml"));
         let rules_path = dir.path().join("rules.yaml");
@@ -67,10 +88,15 @@ impl Prometheus {
                 address = target.address
             );
         }
+        config.push_str(&options.config);
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write config");
-        let port = crate::free_port();
-        let binary = which("prometheus");
+        let port = options.port.unwrap_or_else(crate::free_port);
+        let binary = if options.debian {
+            which("prometheus")
+        } else {
+            crate::backend("prometheus")
+        };
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
         let child = tokio::process::Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
@@ -80,6 +106,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
+            .args(&options.args)
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -88,7 +115,7 @@ impl Prometheus {
         let prometheus = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
+            dir,
             client: reqwest::Client::new(),
         };
         let ready = format!("{}/-/ready", prometheus.url);
@@ -208,6 +235,28 @@ impl Prometheus {
             }
         }
         exemplars
+    }
+
+    /// What the server logged so far (for a failing assertion's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// `/api/v1/status/buildinfo`'s `version` (`3.16.0`, `2.42.0`).
+    pub async fn version(&self) -> String {
+        let body: Value = self
+            .client
+            .get(format!("{}/api/v1/status/buildinfo", self.url))
+            .send()
+            .await
+            .expect("buildinfo API")
+            .json()
+            .await
+            .expect("buildinfo JSON");
+        body["data"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Stops the server.

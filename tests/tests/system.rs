@@ -1,6 +1,9 @@
-//! The reference services under realistic traffic, scraped by a real Prometheus, exporting to a
-//! real OTLP receiver: targets up, metrics of every service queryable, every alert rule and
-//! every dashboard query backed by real series, and one trace across the services.
+//! The reference services under realistic traffic, scraped by a real Prometheus 3 (its default
+//! scrape protocols), exporting to a real OTLP receiver: targets up with no scrape error, metrics
+//! of every service queryable, every alert rule, recording rule and dashboard query backed by
+//! real series, no stray `_created` series, exemplars stored, and one trace across the services.
+//! Debian's Prometheus 2.42 scrapes the same services beside it (the compatibility check: older
+//! fleets store the same series, with the same `le` values).
 //!
 //! One test function: the system takes seconds to start and fill, and each section reads what
 //! the previous ones produced.
@@ -9,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use soma_system_tests::otlp::{hex, FakeOtlp};
-use soma_system_tests::prometheus::{rule_expressions, Prometheus};
+use soma_system_tests::prometheus::{rule_expressions, Options, Prometheus};
 use soma_system_tests::promql::metric_names;
 use soma_system_tests::services::System;
 use soma_system_tests::{repo_root, traffic, wait_for};
@@ -72,6 +75,16 @@ async fn services_metrics_rules_dashboards_and_traces() {
     let otlp = FakeOtlp::start().await;
     let system = System::start(Some(&otlp.grpc_endpoint())).await;
     let prometheus = Prometheus::start(&system.targets()).await;
+    let version = prometheus.version().await;
+    assert!(version.starts_with("3."), "Prometheus {version}, not 3");
+    let debian = Prometheus::start_with(
+        &system.targets(),
+        &Options {
+            debian: true,
+            ..Options::default()
+        },
+    )
+    .await;
     let client = reqwest::Client::new();
 
     // Traffic for a few scrape intervals, so rates have samples to work with.
@@ -117,6 +130,16 @@ async fn services_metrics_rules_dashboards_and_traces() {
     assert!(errors.is_empty(), "scrape errors: {errors:?}");
     let up = prometheus.query("up == 1").await.unwrap();
     assert_eq!(up.len(), 5, "up: {up:?}");
+
+    // OpenMetrics `_created` lines would be stored as extra series by Prometheus 3: there are
+    // none.
+    let created = prometheus
+        .query(r#"count by (__name__) ({__name__=~".+_created"})"#)
+        .await
+        .unwrap();
+    assert!(created.is_empty(), "stray _created series: {created:?}");
+
+    compare_with_prometheus_2(&prometheus, &debian).await;
 
     // HTTP metrics from every service, business metrics from each.
     let per_job = prometheus
@@ -183,6 +206,9 @@ async fn services_metrics_rules_dashboards_and_traces() {
             && checked.contains("kamachiq_decomposition_duration_seconds_bucket"),
         "rule metrics checked: {checked:?}"
     );
+
+    // Every recording rule over our own services' metrics produces series.
+    recording_rules_have_data(&prometheus, &rules_path, &external).await;
 
     // Every dashboard query is valid, and every panel on our own services shows data.
     let index: serde_json::Value = serde_json::from_str(
@@ -312,6 +338,97 @@ async fn services_metrics_rules_dashboards_and_traces() {
     }
 
     prometheus.stop().await;
+}
+
+/// Debian's Prometheus 2.42 scrapes the same five services with no error, and stores the same
+/// histogram bucket series (the same `le` values) as Prometheus 3: the exposition writes `le` in
+/// the canonical form Prometheus 3 would rewrite it to, so selectors work on both.
+async fn compare_with_prometheus_2(prometheus: &Prometheus, debian: &Prometheus) {
+    let version = debian.version().await;
+    assert!(
+        version.starts_with("2."),
+        "Debian's Prometheus is {version}"
+    );
+    wait_for(
+        "Prometheus 2 to scrape every target",
+        Duration::from_secs(30),
+        || async {
+            let targets = debian.targets().await;
+            (targets.len() == 5 && targets.iter().all(|(_, health)| health == "up")).then_some(())
+        },
+    )
+    .await;
+    let errors: Vec<_> = debian
+        .scrape_errors()
+        .await
+        .into_iter()
+        .filter(|(_, error)| !error.is_empty())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "Prometheus {version} scrape errors: {errors:?}"
+    );
+    let query = "count by (job, le) (http_server_request_duration_seconds_bucket)";
+    let buckets = |result: Vec<serde_json::Value>| -> BTreeSet<(String, String)> {
+        result
+            .iter()
+            .map(|r| {
+                let label = |name: &str| r["metric"][name].as_str().unwrap_or_default().to_owned();
+                (label("job"), label("le"))
+            })
+            .collect()
+    };
+    let on_3 = buckets(prometheus.query(query).await.unwrap());
+    let on_2 = buckets(debian.query(query).await.unwrap());
+    assert!(
+        on_3.contains(&("gateway-api".to_owned(), "1.0".to_owned())),
+        "Prometheus 3 stores le=\"1.0\": {on_3:?}"
+    );
+    assert_eq!(on_2, on_3, "bucket series on Prometheus {version} and 3");
+}
+
+/// Every `record` of the rules whose metrics all come from our services (not from an external
+/// exporter) has series once Prometheus has evaluated it.
+async fn recording_rules_have_data(
+    prometheus: &Prometheus,
+    rules_path: &std::path::Path,
+    external: &HashMap<String, String>,
+) {
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(rules_path).unwrap()).unwrap();
+    let mut records = Vec::new();
+    for group in manifest["spec"]["groups"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for rule in group["rules"].as_sequence().into_iter().flatten() {
+            if let (Some(record), Some(expr)) = (rule["record"].as_str(), rule["expr"].as_str()) {
+                if !metric_names(expr).iter().any(|n| external.contains_key(n)) {
+                    records.push(record.to_owned());
+                }
+            }
+        }
+    }
+    assert!(records.len() >= 5, "recording rules: {records:?}");
+    // Rules are evaluated every second; a rate needs two samples of its input.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut empty = Vec::new();
+        for record in &records {
+            if prometheus.query(record).await.unwrap().is_empty() {
+                empty.push(record.clone());
+            }
+        }
+        if empty.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recording rules without data after 30 s: {empty:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// `servicemonitors/external-metrics.txt`: metric name -> exporter.

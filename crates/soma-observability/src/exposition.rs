@@ -320,7 +320,7 @@ impl<'r> Writer<'_, 'r> {
         self.le.clear();
         for bound in bounds() {
             let mut le = String::new();
-            bound.push_to(&mut le);
+            push_bound(&mut le, bound);
             self.bounds.push(bound);
             self.le.push(le);
         }
@@ -725,6 +725,36 @@ fn sanitize(name: &str, kind: NameKind) -> String {
     out
 }
 
+/// A bucket bound (`le`) or quantile (`quantile`) label value in the canonical form Prometheus 3
+/// stores (Go's shortest `%g`, with `.0` added when that has neither `.` nor `e`): `1` is written
+/// `1.0`, `10` `10.0`, `1000000` `1e+06`; `0.005`, `2.5` and `+Inf` stay as they are. Prometheus 3
+/// rewrites these values to this form when it scrapes; writing them so makes what is stored the
+/// same on Prometheus 2 (which stores the value as written) and on 3.
+pub(crate) fn push_bound(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value == 0.0 {
+        out.push_str("0.0");
+    } else {
+        // `{:e}` is the shortest round-trip mantissa with its exponent: `1.5e-7`, `1e6`.
+        let scientific = format!("{value:e}");
+        let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+        let exponent: i32 = exponent.parse().unwrap_or(0);
+        if (-4..6).contains(&exponent) {
+            let start = out.len();
+            let _ = write!(out, "{value}");
+            if !out[start..].contains('.') {
+                out.push_str(".0");
+            }
+        } else {
+            let sign = if exponent < 0 { '-' } else { '+' };
+            let _ = write!(out, "{mantissa}e{sign}{:02}", exponent.unsigned_abs());
+        }
+    }
+}
+
 /// A sample value, appended as Prometheus writes it. Integers, and floats with an integral value
 /// (most samples), take a fast path that skips float formatting.
 trait Number: Copy {
@@ -892,6 +922,42 @@ mod tests {
                 assert_eq!(actual, expected, "{attributes:?} avoiding {reserved:?}");
                 assert_eq!(wrote, !attributes.is_empty());
             }
+        }
+    }
+
+    fn bound(value: f64) -> String {
+        let mut out = String::new();
+        push_bound(&mut out, value);
+        out
+    }
+
+    /// Prometheus 3's `labels.FormatOpenMetricsFloat` (Go's `strconv.FormatFloat(v, 'g', -1, 64)`
+    /// plus `.0`), value by value, as Go prints them.
+    #[test]
+    fn bounds_print_as_prometheus_3_stores_them() {
+        for (value, go) in [
+            (0.0, "0.0"),
+            (-0.0, "0.0"),
+            (1.0, "1.0"),
+            (-1.0, "-1.0"),
+            (10.0, "10.0"),
+            (0.005, "0.005"),
+            (2.5, "2.5"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (0.0001, "0.0001"),
+            (0.000_01, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (100_000.0, "100000.0"),
+            (999_999.0, "999999.0"),
+            (1_000_000.0, "1e+06"),
+            (1_234_567.0, "1.234567e+06"),
+            (2.5e300, "2.5e+300"),
+            (-7.5e-300, "-7.5e-300"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(bound(value), go, "{value:e}");
         }
     }
 

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use http::HeaderValue;
 use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::exposition::{push_escaped, Format};
+use crate::exposition::{push_bound, push_escaped, Format};
 
 /// The content type of an OpenMetrics 1.0 exposition.
 pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
@@ -162,7 +162,9 @@ pub(crate) fn write_registry(families: &[MetricFamily], out: &mut String) {
                     let mut infinite = false;
                     for bucket in histogram.get_bucket() {
                         infinite |= bucket.upper_bound() == f64::INFINITY;
-                        let le = format!("le=\"{}\"", Float(bucket.upper_bound()));
+                        let mut le = String::from("le=\"");
+                        push_bound(&mut le, bucket.upper_bound());
+                        le.push('"');
                         #[allow(clippy::cast_precision_loss)] // counts far below 2^53
                         sample(out, "_bucket", &le, bucket.cumulative_count() as f64);
                     }
@@ -177,7 +179,9 @@ pub(crate) fn write_registry(families: &[MetricFamily], out: &mut String) {
                 MetricType::SUMMARY => {
                     let summary = metric.get_summary();
                     for quantile in summary.get_quantile() {
-                        let q = format!("quantile=\"{}\"", Float(quantile.quantile()));
+                        let mut q = String::from("quantile=\"");
+                        push_bound(&mut q, quantile.quantile());
+                        q.push('"');
                         sample(out, "", &q, quantile.value());
                     }
                     sample(out, "_sum", "", summary.sample_sum());

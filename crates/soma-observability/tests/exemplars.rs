@@ -220,7 +220,7 @@ async fn users_histograms_keep_the_current_sampled_span() {
     let items = exemplar_lines(&text, "work_items");
     assert_eq!(items.len(), 1, "{text}");
     assert!(
-        items[0].contains(r#"le="100""#) && items[0].contains(&items_trace),
+        items[0].contains(r#"le="100.0""#) && items[0].contains(&items_trace),
         "{}",
         items[0]
     );
@@ -241,7 +241,7 @@ async fn always_on_keeps_measurements_outside_spans() {
     assert!(
         exemplar_lines(&text, "work_duration_seconds")
             .iter()
-            .any(|l| l.contains(r#"le="10"} 2 # {} 9 "#)),
+            .any(|l| l.contains(r#"le="10.0"} 2 # {} 9 "#)),
         "{text}"
     );
     parts.into_guard().shutdown().await.unwrap();

@@ -79,10 +79,10 @@ async fn semantic_convention_attributes_are_labels() {
     assert!(!line.contains("error_type"), "{line}");
     // Second-scale buckets, not the SDK's millisecond defaults.
     assert!(
-        metrics.contains(r#"le="0.005""#) && metrics.contains(r#"le="10""#),
+        metrics.contains(r#"le="0.005""#) && metrics.contains(r#"le="10.0""#),
         "{metrics}"
     );
-    assert!(!metrics.contains(r#"http_server_request_duration_seconds_bucket{le="10000""#));
+    assert!(!metrics.contains(r#"http_server_request_duration_seconds_bucket{le="10000.0""#));
 }
 
 #[tokio::test]

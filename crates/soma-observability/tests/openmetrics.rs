@@ -224,7 +224,7 @@ async fn a_real_prometheus_scrapes_the_openmetrics_exposition() {
         ("queue_depth", "-3"),
         ("temperature_celsius", "21.5"),
         ("legacy_requests_total", "7"),
-        (r#"legacy_latency_seconds_bucket{le="1"}"#, "1"),
+        (r#"legacy_latency_seconds_bucket{le="1.0"}"#, "1"),
         ("sum(http_server_request_duration_seconds_count)", "3"),
         (r#"count(target_info{service_name="openmetrics"})"#, "1"),
         ("count(process_cpu_seconds_total)", "1"),

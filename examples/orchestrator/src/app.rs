@@ -373,9 +373,9 @@ mod tests {
             Some(1.0)
         );
         let bucket = |le| metric_value(&metrics, "kamachiq_workflow_tasks_bucket", &[("le", le)]);
-        assert_eq!(bucket("1"), Some(0.0));
-        assert_eq!(bucket("2"), Some(1.0));
-        assert_eq!(bucket("15"), Some(1.0));
+        assert_eq!(bucket("1.0"), Some(0.0));
+        assert_eq!(bucket("2.0"), Some(1.0));
+        assert_eq!(bucket("15.0"), Some(1.0));
     }
 
     #[tokio::test]
