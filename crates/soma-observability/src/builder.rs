@@ -25,7 +25,7 @@ pub const DEFAULT_EXCLUDED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"]
 
 /// Where `testing` keeps spans and log records; nothing without the feature.
 #[cfg(feature = "testing")]
-use crate::testing::Capture;
+use crate::capture::Capture;
 
 /// Where `testing` keeps spans and log records; nothing without the feature.
 #[cfg(not(feature = "testing"))]
@@ -40,7 +40,7 @@ impl Capture {
 }
 
 /// The tracer and logger providers, when their signals are on.
-pub(crate) type Providers = (
+type Providers = (
     Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
 );
@@ -324,7 +324,7 @@ impl ObservabilityBuilder {
             config.trusted_proto_header = header;
         }
         let resource = resource(&self.service_name, &config);
-        let captured = self
+        let captured: Option<Providers> = self
             .capture
             .take()
             .map(|capture| capture.providers(config.sampler, &resource));

@@ -175,6 +175,7 @@
 //! | [`runtime`] | tokio runtime metrics (`tokio_runtime_*`) |
 //! | [`genai`] | GenAI metrics (tokens, time to first token) |
 //! | `serve.rs` | [`shutdown_signal`] for the serve loop |
+//! | `capture.rs` | spans and log records kept in memory instead of exported (feature `testing`) |
 //! | [`testing`] | [`testing::TestTelemetry`]: a test's own telemetry, read back typed (feature `testing`) |
 
 #![deny(missing_docs)]
@@ -185,6 +186,8 @@
 )]
 
 mod builder;
+#[cfg(feature = "testing")]
+mod capture;
 #[cfg(feature = "client")]
 mod client;
 pub mod config;
