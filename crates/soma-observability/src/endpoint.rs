@@ -1,5 +1,11 @@
 //! `GET /metrics`: serves what [`Exposition`] renders, in OpenMetrics when the scraper asks for
 //! it, gzipped when it accepts gzip ([`crate::openmetrics`]).
+//!
+//! Rendering collects the SDK's metrics, which runs the observable instruments' callbacks (the
+//! team's own code): it runs on tokio's blocking pool, one scrape at a time, never on a worker
+//! that serves requests. Overlapping scrapes wait for their turn without holding a thread.
+
+use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +25,26 @@ where
 {
     Router::new().route(
         METRICS_PATH,
-        get(move |headers: HeaderMap| std::future::ready(render_response(&exposition, &headers))),
+        get(move |headers: HeaderMap| render_off_workers(exposition.clone(), headers)),
     )
+}
+
+/// [`render_response`] on the blocking pool, after the scrapes before it.
+async fn render_off_workers(exposition: Exposition, headers: HeaderMap) -> Response {
+    let turn = Arc::clone(&exposition.turn).acquire_owned().await;
+    let rendered = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        render_response(&exposition, &headers)
+    })
+    .await;
+    rendered.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "rendering the metrics failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to encode metrics\n",
+        )
+            .into_response()
+    })
 }
 
 fn render_response(exposition: &Exposition, headers: &HeaderMap) -> Response {

@@ -16,6 +16,13 @@
 //! (`.with_boundaries(..)`) are kept, and buckets set with
 //! [`ObservabilityBuilder::with_histogram_buckets`](crate::ObservabilityBuilder::with_histogram_buckets)
 //! win over both.
+//!
+//! # Observable instruments' callbacks
+//!
+//! Every callback of an observable instrument made through [`get_meter`](crate::get_meter) or
+//! [`ObservabilityParts::meter`](crate::ObservabilityParts::meter) runs on a thread of its own,
+//! bounded in time, with its panic contained: see `metrics/callbacks.rs`. (Instruments made on the SDK's
+//! provider itself, `ObservabilityParts::meter_provider`, are the SDK's alone.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +39,8 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use crate::error::ConfigError;
+
+mod callbacks;
 
 /// Buckets (in seconds) the HTTP semantic conventions recommend for durations.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -192,6 +201,9 @@ macro_rules! forward_sync {
 macro_rules! forward_async {
     ($($method:ident: $instrument:ty, $value:ty);* $(;)?) => {$(
         fn $method(&self, b: AsyncInstrumentBuilder<'_, $instrument, $value>) -> $instrument {
+            // Created before the instrument, never during a collection.
+            let failures = callbacks::failures_counter(&self.0);
+            let name = b.name.clone();
             let mut builder = self.0.$method(b.name);
             if let Some(description) = b.description {
                 builder = builder.with_description(description);
@@ -200,7 +212,7 @@ macro_rules! forward_async {
                 builder = builder.with_unit(unit);
             }
             for callback in b.callbacks {
-                builder = builder.with_callback(callback);
+                builder = builder.with_callback(callbacks::guard(callback, &name, failures.clone()));
             }
             builder.build()
         }

@@ -27,6 +27,9 @@ pub(crate) struct Exposition {
     pub(crate) collected: Arc<Mutex<ResourceMetrics>>,
     /// The previous scrape's length: the next one allocates its text once.
     pub(crate) last_len: Arc<AtomicUsize>,
+    /// One scrape renders at a time (they would wait for each other's collection anyway); the
+    /// others wait here without holding a thread.
+    pub(crate) turn: Arc<tokio::sync::Semaphore>,
 }
 
 impl Exposition {
@@ -42,6 +45,7 @@ impl Exposition {
             runtime: None,
             collected: Arc::new(Mutex::new(ResourceMetrics::default())),
             last_len: Arc::new(AtomicUsize::new(16 * 1024)),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 }
