@@ -41,6 +41,7 @@
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` | export interval in ms (> 0; `0` would busy-spin) | `1000` | error |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE` | queue size (> 0; `0` would drop everything) | `16384` | error |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
+//! | `SOMA_BSP_MAX_EXPORT_BATCH_BYTES` | the most bytes one span export request carries (the encoded `ExportTraceServiceRequest`, before gzip): a larger batch is split, and a span larger than this on its own is dropped and counted (`otel_sdk_span_dropped_total{error_type="too_large"}`). Keep it under the collector's limit (its gRPC receiver's `max_recv_msg_size_mib`, 4 MiB by default) | `3145728` (3 MiB) | error |
 //! | `OTEL_METRICS_EXEMPLAR_FILTER` | which histogram measurements become exemplars on `/metrics` (OpenMetrics only): `trace_based` (inside a sampled span), `always_on`, `always_off` | `trace_based` | error |
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, `..._SERVER_RESPONSE` | comma-separated header names (case-insensitive, at most 32) recorded on server spans as `http.{request,response}.header.<name>` (see [`http::headers`](crate::http::headers)) | none | error |
@@ -165,6 +166,7 @@ variables! {
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
     RUST_LOG,
     OTEL_METRICS_EXEMPLAR_FILTER,
+    SOMA_BSP_MAX_EXPORT_BATCH_BYTES,
     SOMA_LOG_FORMAT,
     SOMA_METRICS_ADDR,
     SOMA_RUNTIME_METRICS,
@@ -409,6 +411,9 @@ pub struct ObservabilityConfig {
     pub propagators: Vec<Propagator>,
     /// The longest string attribute taken from a request, in bytes.
     pub attribute_value_length_limit: usize,
+    /// `SOMA_BSP_MAX_EXPORT_BATCH_BYTES`: the most bytes one span export request carries; larger
+    /// batches are split, and a span larger on its own is dropped and counted.
+    pub max_export_batch_bytes: usize,
     /// The `tracing` filter directives (`RUST_LOG` syntax).
     pub log_filter: String,
     /// The stdout log format.
@@ -443,6 +448,9 @@ const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_METRIC_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `tracing` filter: the application at info, the SDK's own chatter at warn.
 const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn";
+/// Default bound on one span export request: under the 4 MiB an OpenTelemetry Collector's
+/// gRPC receiver accepts by default, with room for the request's framing and headers.
+pub(crate) const DEFAULT_MAX_EXPORT_BATCH_BYTES: usize = 3 * 1024 * 1024;
 /// Default limit for string attributes taken from requests.
 pub(crate) const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
 
@@ -492,6 +500,7 @@ impl ObservabilityConfig {
             sampler: env.sampler()?,
             propagators: env.propagators()?,
             attribute_value_length_limit: env.attribute_value_length_limit()?,
+            max_export_batch_bytes: env.max_export_batch_bytes()?,
             log_filter: env.log_filter()?,
             log_format: env.log_format()?,
             metrics_address: env.metrics_address()?,
@@ -1058,6 +1067,16 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     // HTTP options.
 
+    fn max_export_batch_bytes(&self) -> Result<usize, ConfigError> {
+        Ok(self
+            .parse(
+                SOMA_BSP_MAX_EXPORT_BATCH_BYTES,
+                "a positive whole number of bytes",
+                parse_positive,
+            )?
+            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_BYTES))
+    }
+
     fn attribute_value_length_limit(&self) -> Result<usize, ConfigError> {
         Ok(self
             .parse(
@@ -1349,6 +1368,7 @@ mod tests {
             "OTEL_SDK_DISABLED=yes -> true or false",
             "OTEL_RESOURCE_ATTRIBUTES=a=%zz -> key=value",
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=0 -> positive",
+            "SOMA_BSP_MAX_EXPORT_BATCH_BYTES=4MiB -> positive",
             "SOMA_LOG_FORMAT=xml -> text or json",
             "SOMA_METRICS_ADDR=localhost -> socket address",
             "SOMA_RUNTIME_METRICS=off -> true or false",

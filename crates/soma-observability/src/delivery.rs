@@ -127,7 +127,7 @@ impl Counters {
                 "otel.sdk.span.dropped",
                 "{span}",
                 "Spans handed to the exporter, by outcome (error_type set when the export failed).",
-                "Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.",
+                "Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them, (throttled) the collector asked for a pause, (too_large) the span alone was larger than an export request may be.",
             ),
         };
         Self {

@@ -57,7 +57,7 @@ pub(crate) fn build(
         ExporterKind::Otlp => return Err(crate::features::otlp_disabled(Signal::Traces).into()),
         #[cfg(feature = "otlp")]
         ExporterKind::Otlp => {
-            let (exporter, runtime) = otlp_exporter(&config.traces)?;
+            let (exporter, runtime) = otlp_exporter(config, &counters.dropped)?;
             builder.with_span_processor(
                 CountingProcessor::new(exporter, &config.traces, counters).with_runtime(runtime),
             )
@@ -89,9 +89,12 @@ fn sampler(sampler: Sampler) -> SdkSampler {
 /// its connection runs on (see [`ExportRuntime`]).
 #[cfg(feature = "otlp")]
 fn otlp_exporter(
-    otlp: &OtlpConfig,
+    config: &ObservabilityConfig,
+    dropped: &Counter<u64>,
 ) -> Result<(crate::span_export::OtlpSpanExporter, Option<ExportRuntime>), SetupError> {
-    crate::span_export::OtlpSpanExporter::build(otlp)
+    let (exporter, runtime) =
+        crate::span_export::OtlpSpanExporter::build(&config.traces, config.max_export_batch_bytes)?;
+    Ok((exporter.with_dropped(dropped.clone()), runtime))
 }
 
 #[derive(Clone, Debug)]
