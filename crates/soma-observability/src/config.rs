@@ -48,6 +48,7 @@
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`, `..._CLIENT_RESPONSE` | the same for [`HttpClient`](crate::HttpClient) spans | none | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` | header names whose captured values are recorded as `[REDACTED]` (credentials always are) | none | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
+//! | `SOMA_SHUTDOWN_DRAIN_TIMEOUT` | after SIGTERM/SIGINT ([`shutdown_signal`](crate::shutdown_signal)), how long requests in flight may take, in ms; then the connections still open ([`Draining`](crate::Draining) listeners) are closed. Keep it plus the guard's shutdown timeout (10 s) under Kubernetes' `terminationGracePeriodSeconds` (30 s by default) | `15000` | error at setup; `shutdown_signal` warns and uses the default |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
 //! | `SOMA_RUNTIME_METRICS` | `false` leaves out the tokio runtime metrics (`tokio_runtime_*`, see [`runtime`](crate::runtime)) | `true` | error |
@@ -167,6 +168,7 @@ variables! {
     RUST_LOG,
     OTEL_METRICS_EXEMPLAR_FILTER,
     SOMA_BSP_MAX_EXPORT_BATCH_BYTES,
+    SOMA_SHUTDOWN_DRAIN_TIMEOUT,
     SOMA_LOG_FORMAT,
     SOMA_METRICS_ADDR,
     SOMA_RUNTIME_METRICS,
@@ -414,6 +416,9 @@ pub struct ObservabilityConfig {
     /// `SOMA_BSP_MAX_EXPORT_BATCH_BYTES`: the most bytes one span export request carries; larger
     /// batches are split, and a span larger on its own is dropped and counted.
     pub max_export_batch_bytes: usize,
+    /// `SOMA_SHUTDOWN_DRAIN_TIMEOUT`: how long [`shutdown_signal`](crate::shutdown_signal) lets
+    /// requests in flight finish before [`Draining`](crate::Draining) listeners close the rest.
+    pub shutdown_drain_timeout: Duration,
     /// The `tracing` filter directives (`RUST_LOG` syntax).
     pub log_filter: String,
     /// The stdout log format.
@@ -501,6 +506,7 @@ impl ObservabilityConfig {
             propagators: env.propagators()?,
             attribute_value_length_limit: env.attribute_value_length_limit()?,
             max_export_batch_bytes: env.max_export_batch_bytes()?,
+            shutdown_drain_timeout: shutdown_drain_timeout(&lookup)?,
             log_filter: env.log_filter()?,
             log_format: env.log_format()?,
             metrics_address: env.metrics_address()?,
@@ -631,6 +637,23 @@ const METRICS: SignalVars = SignalVars {
     max_export_batch_size: None,
     http_path: "/v1/metrics",
 };
+
+/// The default of `SOMA_SHUTDOWN_DRAIN_TIMEOUT`: with the guard's 10 s shutdown, 25 s, under
+/// Kubernetes' default `terminationGracePeriodSeconds` of 30 s.
+pub const DEFAULT_SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `SOMA_SHUTDOWN_DRAIN_TIMEOUT` read through `lookup` (see [Variables](self#variables)).
+pub(crate) fn shutdown_drain_timeout(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, ConfigError> {
+    Ok(Env(lookup)
+        .parse(
+            SOMA_SHUTDOWN_DRAIN_TIMEOUT,
+            "a positive number of milliseconds",
+            parse_positive_millis,
+        )?
+        .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_TIMEOUT))
+}
 
 /// A view of the environment that treats empty values as unset.
 struct Env<'a, F>(&'a F);
@@ -1369,6 +1392,7 @@ mod tests {
             "OTEL_RESOURCE_ATTRIBUTES=a=%zz -> key=value",
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=0 -> positive",
             "SOMA_BSP_MAX_EXPORT_BATCH_BYTES=4MiB -> positive",
+            "SOMA_SHUTDOWN_DRAIN_TIMEOUT=20s -> milliseconds",
             "SOMA_LOG_FORMAT=xml -> text or json",
             "SOMA_METRICS_ADDR=localhost -> socket address",
             "SOMA_RUNTIME_METRICS=off -> true or false",

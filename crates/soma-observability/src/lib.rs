@@ -225,7 +225,7 @@ pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use parts::ObservabilityParts;
-pub use serve::shutdown_signal;
+pub use serve::{shutdown_on, shutdown_signal, Draining, DrainingIo};
 #[cfg(feature = "otlp")]
 #[doc(hidden)]
 pub use span_export::bench as __span_export_bench;
