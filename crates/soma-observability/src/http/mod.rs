@@ -36,10 +36,10 @@
 //! the caller can find the trace. Header values are never
 //! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
 //! sensitive query parameters are redacted in `url.query`.
-//! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
-//! as axum's `Query` extractor decodes them, ASCII case, whitespace and the separators `-`, `_`
-//! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
-//! of its parts is. The redacted pair keeps the name as sent: `to%6Ben=REDACTED`.
+//! A parameter's name is judged as the application reads it (decoded as axum's `Query` decodes
+//! it, again while that changes it), normalised, and compared with secret words by the one rule
+//! captured headers use too (`http/sensitive.rs`). The redacted pair keeps the name as sent:
+//! `to%6Ben=REDACTED`.
 //!
 //! # Panics
 //!
@@ -91,6 +91,7 @@ mod layer; // HttpTelemetryLayer and the HttpTelemetry service
 mod panic; // what a panicking handler or body reports
 mod routes; // Route, RouteInterner: one shared entry per route template
 mod scheme; // SchemeRule: `url.scheme` from the listener or a trusted proxy header
+mod sensitive; // is_sensitive: the one rule for secret query parameter and header names
 mod series; // Series: one bound series of the request histograms
 mod shared; // Shared, HttpTracing: what every request of one layer shares
 mod state; // RequestState: one request, recorded once when dropped; its server span
