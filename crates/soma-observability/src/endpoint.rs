@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::exposition::Format;
+use crate::openmetrics::Encoding;
 use crate::scrape::Exposition;
 
 /// The path the metrics endpoint is mounted on.
@@ -48,14 +49,23 @@ async fn render_off_workers(exposition: Exposition, headers: HeaderMap) -> Respo
 }
 
 fn render_response(exposition: &Exposition, headers: &HeaderMap) -> Response {
-    let format = crate::openmetrics::negotiate(headers.get(header::ACCEPT));
+    let format = crate::openmetrics::negotiate(headers.get_all(header::ACCEPT));
     let content_type = match format {
         Format::Prometheus => prometheus::TEXT_FORMAT,
         Format::OpenMetrics => crate::openmetrics::OPENMETRICS_CONTENT_TYPE,
     };
     let vary = HeaderValue::from_static("Accept, Accept-Encoding");
+    let Some(encoding) = crate::openmetrics::encoding(headers.get_all(header::ACCEPT_ENCODING))
+    else {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            [(header::VARY, vary)],
+            "neither gzip nor identity is acceptable (Accept-Encoding)\n",
+        )
+            .into_response();
+    };
     match crate::scrape::render_as(exposition, format) {
-        Ok(body) if crate::openmetrics::accepts_gzip(headers.get(header::ACCEPT_ENCODING)) => (
+        Ok(body) if encoding == Encoding::Gzip => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
                 (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
