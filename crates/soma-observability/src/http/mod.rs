@@ -30,8 +30,8 @@
 //! request carries a valid `traceparent`. `traceparent` is checked strictly against W3C Trace
 //! Context (the SDK alone accepts some forms it says to ignore, such as a short span id): an
 //! invalid one is ignored, `tracestate` with it, and the request starts a fresh trace; a
-//! `tracestate` over 512 bytes is dropped; `baggage` is bounded by the SDK (180 members, 8192
-//! bytes). Handler code runs inside that context, so its `tracing` spans and logs join the
+//! `tracestate` over 512 bytes is dropped; `baggage` is bounded both ways (64 members, 8192
+//! bytes, read and written; see `propagation.rs`). Handler code runs inside that context, so its `tracing` spans and logs join the
 //! trace. The response carries a `traceresponse` header (`00-{trace_id}-{span_id}-{flags}`) so
 //! the caller can find the trace. Header values are never
 //! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
