@@ -145,6 +145,46 @@ impl Counters {
     }
 }
 
+/// Says how many items a full export queue dropped: at most once per
+/// [`SDK_LOG_INTERVAL`](crate::subscriber::SDK_LOG_INTERVAL), with the count since the last time
+/// (the counter `otel_sdk_{span,log}_dropped_total` has every one). Dropping stays cheap: a
+/// counter increment, and a lock only tried.
+#[derive(Debug, Default)]
+pub(crate) struct QueueFullWarning {
+    dropped: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl QueueFullWarning {
+    /// Notes one item of `signal` dropped because `limit` items were already queued.
+    pub(crate) fn dropped(&self, signal: Signal, limit: usize) {
+        self.dropped.fetch_add(1, Ordering::AcqRel);
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < crate::subscriber::SDK_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        drop(last);
+        let n = self.dropped.swap(0, Ordering::AcqRel);
+        let (items, variable) = match signal {
+            Signal::Logs => ("log records", "OTEL_BLRP_MAX_QUEUE_SIZE"),
+            _ => ("spans", "OTEL_BSP_MAX_QUEUE_SIZE"),
+        };
+        tracing::warn!(
+            target: "soma_observability::delivery",
+            dropped = n,
+            limit,
+            "{n} {items} dropped since the last warning: the export queue is full ({limit}, \
+             {variable}); the collector is slower than the service or unreachable (said at most \
+             every {:?})",
+            crate::subscriber::SDK_LOG_INTERVAL
+        );
+    }
+}
+
 /// Admits one more item while fewer than `limit` are `pending` (queued or being exported);
 /// `false`: the queue is full and the item is to be dropped (and counted).
 pub(crate) fn admit(pending: &AtomicUsize, limit: usize) -> bool {

@@ -130,6 +130,8 @@ struct CountingProcessor {
     exporter: Arc<Mutex<dyn DynExporter>>,
     pending: Arc<AtomicUsize>,
     limit: usize,
+    /// Says when the full queue drops spans.
+    full: Arc<delivery::QueueFullWarning>,
     batch_size: usize,
     counters: ExportCounters,
     /// Declared last: shut down after the export thread was told to stop.
@@ -235,6 +237,7 @@ impl CountingProcessor {
             exporter,
             pending,
             limit: otlp.max_queue_size,
+            full: Arc::default(),
             batch_size,
             counters,
             runtime: None,
@@ -377,6 +380,7 @@ impl SpanProcessor for CountingProcessor {
         }
         if !delivery::admit(&self.pending, self.limit) {
             self.counters.dropped.add(1, &[]);
+            self.full.dropped(Signal::Traces, self.limit);
             return;
         }
         let mut state = self.queue.lock();
