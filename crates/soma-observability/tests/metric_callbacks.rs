@@ -207,3 +207,47 @@ fn a_callback_that_creates_an_instrument_does_not_deadlock() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// With the OTLP metrics push, a callback that panics once cost the push thread: nothing was
+/// pushed after it. Now only that push's value of the callback is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_callback_does_not_stop_the_metrics_push() {
+    let otlp = common::FakeOtlp::start().await;
+    let parts = build(
+        "svc",
+        common::config(&[
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ]),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let _gauge = parts
+        .meter("app")
+        .u64_observable_gauge("queue.depth")
+        .with_description("Jobs waiting")
+        .with_callback(move |observer| {
+            assert_ne!(
+                seen.fetch_add(1, Ordering::Relaxed),
+                0,
+                "backend unreachable"
+            );
+            observer.observe(5, &[]);
+        })
+        .build();
+    let with_gauge = |export: &Vec<opentelemetry_proto::tonic::metrics::v1::Metric>| {
+        export.iter().any(|m| m.name == "queue.depth")
+    };
+    let exports = otlp
+        .wait_for_metrics(Duration::from_secs(10), |exports| {
+            exports.iter().filter(|e| with_gauge(e)).count() >= 3
+        })
+        .await;
+    assert!(exports.iter().filter(|e| with_gauge(e)).count() >= 3);
+    assert!(calls.load(Ordering::Relaxed) >= 4);
+}
