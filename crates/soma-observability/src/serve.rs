@@ -1,27 +1,5 @@
-//! The serve loop's shutdown: the signal, and a drain that always ends.
-//!
-//! axum's graceful shutdown waits for every connection to finish, without a bound: one client
-//! that sends half a request, keeps a stream open or reads a large response slowly keeps the
-//! process from exiting until Kubernetes kills it, and every span and log record still queued is
-//! lost. So [`shutdown_signal`] also starts a **drain deadline**
-//! (`SOMA_SHUTDOWN_DRAIN_TIMEOUT`, 15 s by default): once it passes, every connection accepted
-//! through a [`Draining`] listener that is still open is closed (reads end, writes fail), axum's
-//! graceful shutdown returns, and the guard flushes telemetry within its own timeout (10 s by
-//! default). Keep the drain timeout plus the guard's timeout under the pod's
-//! `terminationGracePeriodSeconds` (30 s by default, minus any `preStop` sleep):
-//!
-//! ```no_run
-//! # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
-//! use soma_observability::{shutdown_signal, Draining};
-//!
-//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8000").await?;
-//! axum::serve(Draining::new(listener), app)
-//!     .with_graceful_shutdown(shutdown_signal())
-//!     .await?;
-//! # Ok(()) }
-//! ```
-//!
-//! With a plain `TcpListener` the drain is axum's alone: unbounded.
+//! The serve loop's shutdown: the signal, and a drain that always ends (explained on
+//! [`Draining`]).
 
 use std::future::Future;
 use std::io;
@@ -48,9 +26,8 @@ static OPEN: AtomicUsize = AtomicUsize::new(0);
 /// Resolves when the process receives SIGTERM (Kubernetes) or SIGINT (Ctrl-C); use it with
 /// `axum::serve(Draining::new(listener), app).with_graceful_shutdown(shutdown_signal())`.
 ///
-/// It also starts the drain deadline (`SOMA_SHUTDOWN_DRAIN_TIMEOUT`, see the
-/// [module docs](self)): once it passes, the connections of [`Draining`] listeners still open
-/// are closed. An invalid `SOMA_SHUTDOWN_DRAIN_TIMEOUT` is reported by setup; here it is
+/// It also starts the drain deadline (`SOMA_SHUTDOWN_DRAIN_TIMEOUT`, see [`Draining`]): once it
+/// passes, the connections of [`Draining`] listeners still open are closed. An invalid `SOMA_SHUTDOWN_DRAIN_TIMEOUT` is reported by setup; here it is
 /// warned about and the default is used.
 ///
 /// If a signal handler cannot be installed, that signal is ignored and a warning is logged;
@@ -64,8 +41,8 @@ pub async fn shutdown_signal() {
     shutdown_on(os_signal(), drain).await;
 }
 
-/// Resolves when `trigger` does, and starts a drain deadline of `drain` (see the
-/// [module docs](self)): [`shutdown_signal`] with a trigger and a timeout of your own.
+/// Resolves when `trigger` does, and starts a drain deadline of `drain` (see [`Draining`]):
+/// [`shutdown_signal`] with a trigger and a timeout of your own.
 pub async fn shutdown_on(trigger: impl Future<Output = ()>, drain: Duration) {
     trigger.await;
     tracing::info!(
@@ -129,8 +106,31 @@ async fn os_signal() {
     }
 }
 
-/// A listener whose connections the drain deadline closes (see the [module docs](self)); wraps
-/// any axum listener (`TcpListener`, `UnixListener`, a TLS listener).
+/// A listener whose connections the drain deadline closes; wraps any axum listener
+/// (`TcpListener`, `UnixListener`, a TLS listener).
+///
+/// axum's graceful shutdown waits for every connection to finish, without a bound: one client
+/// that sends half a request, keeps a stream open or reads a large response slowly keeps the
+/// process from exiting until Kubernetes kills it, and every span and log record still queued is
+/// lost. So [`shutdown_signal`] also starts a **drain deadline**
+/// (`SOMA_SHUTDOWN_DRAIN_TIMEOUT`, 15 s by default): once it passes, every connection accepted
+/// through a [`Draining`] listener that is still open is closed (reads end, writes fail), axum's
+/// graceful shutdown returns, and the guard flushes telemetry within its own timeout (10 s by
+/// default). Keep the drain timeout plus the guard's timeout under the pod's
+/// `terminationGracePeriodSeconds` (30 s by default, minus any `preStop` sleep):
+///
+/// ```no_run
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// use soma_observability::{shutdown_signal, Draining};
+///
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8000").await?;
+/// axum::serve(Draining::new(listener), app)
+///     .with_graceful_shutdown(shutdown_signal())
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// With a plain `TcpListener` the drain is axum's alone: unbounded.
 #[derive(Debug)]
 pub struct Draining<L>(L);
 
