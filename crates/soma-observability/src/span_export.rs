@@ -50,6 +50,7 @@ use crate::config::{Compression, OtlpConfig, Protocol};
 use crate::error::{ConfigError, SetupError, Signal};
 use crate::otlp::ExportRuntime;
 use crate::span_encoding::SpanEncoder;
+use crate::tls::MAX_RESPONSE_BYTES;
 
 /// The `User-Agent` (gRPC: `user-agent` metadata) of every export.
 const USER_AGENT: &str = concat!(
@@ -60,9 +61,6 @@ const USER_AGENT: &str = concat!(
 
 /// opentelemetry-otlp's limit on an HTTP request body.
 const MAX_HTTP_BODY: usize = 64 * 1024 * 1024;
-
-/// The most of a collector's answer that is read (see the [module docs](self)).
-pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
 /// The longest pause a collector's throttling can impose (see the [module docs](self)).
 pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(60);
@@ -615,7 +613,7 @@ mod grpc {
             }
             let channel = endpoint.timeout(otlp.timeout).connect_lazy();
             // An `ExportTraceServiceResponse` is a count and a message: a larger answer is refused.
-            let max_answer = usize::try_from(super::MAX_RESPONSE_BYTES).unwrap_or(usize::MAX);
+            let max_answer = usize::try_from(crate::tls::MAX_RESPONSE_BYTES).unwrap_or(usize::MAX);
             let mut client =
                 tonic::client::Grpc::new(channel).max_decoding_message_size(max_answer);
             if otlp.compression == Compression::Gzip {

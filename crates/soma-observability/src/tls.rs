@@ -451,8 +451,12 @@ impl opentelemetry_http::HttpClient for RecordingClient {
     }
 }
 
-/// Sends `request` and reads at most
-/// [`MAX_RESPONSE_BYTES`](crate::span_export::MAX_RESPONSE_BYTES) of the answer (an OTLP export
+/// The most of a collector's answer that is read, for every signal: an OTLP export response is
+/// a count and a message.
+#[cfg(feature = "otlp")]
+pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+
+/// Sends `request` and reads at most [`MAX_RESPONSE_BYTES`] of the answer (an OTLP export
 /// response is a count and a message; opentelemetry-http would read 4 MiB): a longer answer
 /// is left unread and the body given back empty, as the span exporter does.
 #[cfg(feature = "otlp")]
@@ -461,7 +465,7 @@ fn send_bounded(
     request: http::Request<bytes::Bytes>,
 ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
     use std::io::Read as _;
-    let limit = crate::span_export::MAX_RESPONSE_BYTES;
+    let limit = MAX_RESPONSE_BYTES;
     let mut response = client.execute(request.try_into()?)?;
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
