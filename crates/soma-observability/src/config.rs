@@ -41,12 +41,14 @@
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` | export interval in ms (> 0; `0` would busy-spin) | `1000` | error |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE` | queue size (> 0; `0` would drop everything) | `16384` | error |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` | spans or logs per export (> 0) | `1024` | error; clamped to the queue size with a warning |
+//! | `SOMA_BSP_MAX_EXPORT_BATCH_BYTES` | the most bytes one span export request carries (the encoded `ExportTraceServiceRequest`, before gzip): a larger batch is split, and a span larger than this on its own is dropped and counted (`otel_sdk_span_dropped_total{error_type="too_large"}`). Keep it under the collector's limit (its gRPC receiver's `max_recv_msg_size_mib`, 4 MiB by default) | `3145728` (3 MiB) | error |
 //! | `OTEL_METRICS_EXEMPLAR_FILTER` | which histogram measurements become exemplars on `/metrics` (OpenMetrics only): `trace_based` (inside a sampled span), `always_on`, `always_off` | `trace_based` | error |
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, `..._SERVER_RESPONSE` | comma-separated header names (case-insensitive, at most 32) recorded on server spans as `http.{request,response}.header.<name>` (see [`http::headers`](crate::http::headers)) | none | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`, `..._CLIENT_RESPONSE` | the same for [`HttpClient`](crate::HttpClient) spans | none | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` | header names whose captured values are recorded as `[REDACTED]` (credentials always are) | none | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
+//! | `SOMA_SHUTDOWN_DRAIN_TIMEOUT` | after SIGTERM/SIGINT ([`shutdown_signal`](crate::shutdown_signal)), how long requests in flight may take, in ms; then the connections still open ([`Draining`](crate::Draining) listeners) are closed. Keep it plus the guard's shutdown timeout (10 s) under Kubernetes' `terminationGracePeriodSeconds` (30 s by default) | `15000` | error at setup; `shutdown_signal` warns and uses the default |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |
 //! | `SOMA_METRICS_ADDR` | serve `/metrics` on this separate address (e.g. `0.0.0.0:9464`) and not on the application's port | unset: `/metrics` on the application's router | error |
 //! | `SOMA_RUNTIME_METRICS` | `false` leaves out the tokio runtime metrics (`tokio_runtime_*`, see [`runtime`](crate::runtime)) | `true` | error |
@@ -165,6 +167,8 @@ variables! {
     OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
     RUST_LOG,
     OTEL_METRICS_EXEMPLAR_FILTER,
+    SOMA_BSP_MAX_EXPORT_BATCH_BYTES,
+    SOMA_SHUTDOWN_DRAIN_TIMEOUT,
     SOMA_LOG_FORMAT,
     SOMA_METRICS_ADDR,
     SOMA_RUNTIME_METRICS,
@@ -409,6 +413,12 @@ pub struct ObservabilityConfig {
     pub propagators: Vec<Propagator>,
     /// The longest string attribute taken from a request, in bytes.
     pub attribute_value_length_limit: usize,
+    /// `SOMA_BSP_MAX_EXPORT_BATCH_BYTES`: the most bytes one span export request carries; larger
+    /// batches are split, and a span larger on its own is dropped and counted.
+    pub max_export_batch_bytes: usize,
+    /// `SOMA_SHUTDOWN_DRAIN_TIMEOUT`: how long [`shutdown_signal`](crate::shutdown_signal) lets
+    /// requests in flight finish before [`Draining`](crate::Draining) listeners close the rest.
+    pub shutdown_drain_timeout: Duration,
     /// The `tracing` filter directives (`RUST_LOG` syntax).
     pub log_filter: String,
     /// The stdout log format.
@@ -443,6 +453,9 @@ const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_METRIC_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `tracing` filter: the application at info, the SDK's own chatter at warn.
 const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn";
+/// Default bound on one span export request: under the 4 MiB an OpenTelemetry Collector's
+/// gRPC receiver accepts by default, with room for the request's framing and headers.
+pub(crate) const DEFAULT_MAX_EXPORT_BATCH_BYTES: usize = 3 * 1024 * 1024;
 /// Default limit for string attributes taken from requests.
 pub(crate) const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 1_024;
 
@@ -492,6 +505,8 @@ impl ObservabilityConfig {
             sampler: env.sampler()?,
             propagators: env.propagators()?,
             attribute_value_length_limit: env.attribute_value_length_limit()?,
+            max_export_batch_bytes: env.max_export_batch_bytes()?,
+            shutdown_drain_timeout: shutdown_drain_timeout(&lookup)?,
             log_filter: env.log_filter()?,
             log_format: env.log_format()?,
             metrics_address: env.metrics_address()?,
@@ -622,6 +637,23 @@ const METRICS: SignalVars = SignalVars {
     max_export_batch_size: None,
     http_path: "/v1/metrics",
 };
+
+/// The default of `SOMA_SHUTDOWN_DRAIN_TIMEOUT`: with the guard's 10 s shutdown, 25 s, under
+/// Kubernetes' default `terminationGracePeriodSeconds` of 30 s.
+pub const DEFAULT_SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `SOMA_SHUTDOWN_DRAIN_TIMEOUT` read through `lookup` (see [Variables](self#variables)).
+pub(crate) fn shutdown_drain_timeout(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, ConfigError> {
+    Ok(Env(lookup)
+        .parse(
+            SOMA_SHUTDOWN_DRAIN_TIMEOUT,
+            "a positive number of milliseconds",
+            parse_positive_millis,
+        )?
+        .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_TIMEOUT))
+}
 
 /// A view of the environment that treats empty values as unset.
 struct Env<'a, F>(&'a F);
@@ -1058,6 +1090,16 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     // HTTP options.
 
+    fn max_export_batch_bytes(&self) -> Result<usize, ConfigError> {
+        Ok(self
+            .parse(
+                SOMA_BSP_MAX_EXPORT_BATCH_BYTES,
+                "a positive whole number of bytes",
+                parse_positive,
+            )?
+            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_BYTES))
+    }
+
     fn attribute_value_length_limit(&self) -> Result<usize, ConfigError> {
         Ok(self
             .parse(
@@ -1349,6 +1391,8 @@ mod tests {
             "OTEL_SDK_DISABLED=yes -> true or false",
             "OTEL_RESOURCE_ATTRIBUTES=a=%zz -> key=value",
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=0 -> positive",
+            "SOMA_BSP_MAX_EXPORT_BATCH_BYTES=4MiB -> positive",
+            "SOMA_SHUTDOWN_DRAIN_TIMEOUT=20s -> milliseconds",
             "SOMA_LOG_FORMAT=xml -> text or json",
             "SOMA_METRICS_ADDR=localhost -> socket address",
             "SOMA_RUNTIME_METRICS=off -> true or false",

@@ -127,7 +127,7 @@ impl Counters {
                 "otel.sdk.span.dropped",
                 "{span}",
                 "Spans handed to the exporter, by outcome (error_type set when the export failed).",
-                "Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them.",
+                "Finished spans dropped: the export queue was full, or (error_type=shutdown_deadline) the shutdown deadline left no time to export them, (throttled) the collector asked for a pause, (too_large) the span alone was larger than an export request may be.",
             ),
         };
         Self {
@@ -142,6 +142,46 @@ impl Counters {
                 .with_description(dropped_help)
                 .build(),
         }
+    }
+}
+
+/// Says how many items a full export queue dropped: at most once per
+/// [`SDK_LOG_INTERVAL`](crate::subscriber::SDK_LOG_INTERVAL), with the count since the last time
+/// (the counter `otel_sdk_{span,log}_dropped_total` has every one). Dropping stays cheap: a
+/// counter increment, and a lock only tried.
+#[derive(Debug, Default)]
+pub(crate) struct QueueFullWarning {
+    dropped: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl QueueFullWarning {
+    /// Notes one item of `signal` dropped because `limit` items were already queued.
+    pub(crate) fn dropped(&self, signal: Signal, limit: usize) {
+        self.dropped.fetch_add(1, Ordering::AcqRel);
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < crate::subscriber::SDK_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        drop(last);
+        let n = self.dropped.swap(0, Ordering::AcqRel);
+        let (items, variable) = match signal {
+            Signal::Logs => ("log records", "OTEL_BLRP_MAX_QUEUE_SIZE"),
+            _ => ("spans", "OTEL_BSP_MAX_QUEUE_SIZE"),
+        };
+        tracing::warn!(
+            target: "soma_observability::delivery",
+            dropped = n,
+            limit,
+            "{n} {items} dropped since the last warning: the export queue is full ({limit}, \
+             {variable}); the collector is slower than the service or unreachable (said at most \
+             every {:?})",
+            crate::subscriber::SDK_LOG_INTERVAL
+        );
     }
 }
 

@@ -102,7 +102,7 @@ pub(crate) fn write(
             let Some((kind, monotonic)) = kind(metric) else {
                 continue;
             };
-            let name = family_name(metric, monotonic);
+            let name = own_family_avoided(family_name(metric, monotonic), metric.name());
             let exemplars = match (exemplars, kind) {
                 (Some(store), "histogram") => store.lookup(scope.name(), metric.name()),
                 _ => None,
@@ -111,6 +111,32 @@ pub(crate) fn write(
         }
     }
     metrics.sort_by(|a, b| a.0.cmp(&b.0));
+    // A family is one instrument (over any number of scopes): another instrument whose name
+    // became the same (`a.b` and `a_b`), or the same name with another kind, would write
+    // duplicate series or samples under the wrong type. The first one (in name order) is kept.
+    let mut keep = vec![true; metrics.len()];
+    let mut first = 0;
+    for i in 1..metrics.len() {
+        let (name, kind, metric, ..) = &metrics[i];
+        let (first_name, first_kind, first_metric, ..) = &metrics[first];
+        if name != first_name {
+            first = i;
+        } else if metric.name() != first_metric.name() || kind != first_kind {
+            keep[i] = false;
+            say_once(
+                "dropped",
+                metric.name(),
+                &format!(
+                    "instrument {:?} ({kind}) is left out of /metrics: its Prometheus name \
+                     {name} is already instrument {:?}'s ({first_kind}); rename one of them",
+                    metric.name(),
+                    first_metric.name(),
+                ),
+            );
+        }
+    }
+    let mut keep = keep.into_iter();
+    metrics.retain(|_| keep.next().unwrap_or(true));
     let mut writer = Writer {
         out,
         format,
@@ -536,6 +562,14 @@ fn push_merged_attributes<'k>(
     let mut previous: Option<&str> = None;
     for (name, _, value) in &labels {
         if previous == Some(name.as_str()) {
+            say_once(
+                "merged",
+                name,
+                &format!(
+                    "attribute keys that all become label {name} on /metrics are merged into \
+                     one label, their values joined with `;`"
+                ),
+            );
             // Inside the open quotes of the previous label with this name.
             out.pop();
             out.push(';');
@@ -560,6 +594,58 @@ fn push_value(out: &mut String, value: &Value) {
         Value::F64(v) => v.push_to(out),
         Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
         other => push_escaped(out, &other.to_string(), true),
+    }
+}
+
+/// The families this crate writes itself after the SDK's metrics ([`crate::process`],
+/// [`crate::runtime`], `target_info`), by name without `_total`: a user instrument must not
+/// write a second `# TYPE` for one of them.
+const OWN_FAMILIES: &[&str] = &[
+    "target",
+    "target_info",
+    "process_cpu_seconds",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+    "tokio_runtime_workers",
+    "tokio_runtime_alive_tasks",
+    "tokio_runtime_global_queue_depth",
+    "tokio_runtime_worker_busy_seconds",
+    "tokio_runtime_worker_parks",
+];
+
+/// `name`, or `exported_<name>` when it is one of [`OWN_FAMILIES`] (said once).
+fn own_family_avoided(name: String, instrument: &str) -> String {
+    let base = name.strip_suffix("_total").unwrap_or(&name);
+    if !OWN_FAMILIES.contains(&base) {
+        return name;
+    }
+    let renamed = format!("{EXPORTED}{name}");
+    say_once(
+        "renamed",
+        instrument,
+        &format!(
+            "instrument {instrument:?} is shown as {renamed} on /metrics: {name} is a family \
+             soma-observability writes itself"
+        ),
+    );
+    renamed
+}
+
+/// Warns once per process about `what` happening to `name` (at most 1 000 different ones).
+pub(crate) fn say_once(what: &str, name: &str, message: &str) {
+    static SAID: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let mut said = SAID
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.len() < 1_000 && said.insert(format!("{what} {name}")) {
+        drop(said);
+        tracing::warn!(target: "soma_observability::metrics", name, "{message}");
     }
 }
 
@@ -690,8 +776,27 @@ enum NameKind {
 }
 
 /// Metric and label names may hold letters, digits, `_` (and `:` for metric names); anything
-/// else becomes `_`, a leading digit gets a `_` in front, and an empty name becomes `_`.
+/// else becomes `_`, a leading digit gets a `_` in front, and an empty name becomes `_`. A label
+/// name that would start with `__` (reserved by Prometheus: `__name__` would replace the metric
+/// name and make Prometheus drop the whole scrape) gets the `exported_` prefix (said once).
 fn push_sanitized(out: &mut String, name: &str, kind: NameKind) {
+    let start = out.len();
+    push_sanitized_chars(out, name, kind);
+    if matches!(kind, NameKind::Label) && out[start..].starts_with("__") {
+        out.insert_str(start, EXPORTED);
+        say_once(
+            "renamed",
+            name,
+            &format!(
+                "attribute key {name:?} is shown as label {} on /metrics: label names starting \
+                 with __ are reserved by Prometheus",
+                &out[start..]
+            ),
+        );
+    }
+}
+
+fn push_sanitized_chars(out: &mut String, name: &str, kind: NameKind) {
     let colon = matches!(kind, NameKind::Metric);
     let valid = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || (colon && c == b':');
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
@@ -824,7 +929,8 @@ mod tests {
         assert_eq!(metric("already_fine:1"), "already_fine:1");
         assert_eq!(label("k8s:pod"), "k8s_pod", "no colon in label names");
         assert_eq!(label(".a..b."), "_a__b_");
-        assert_eq!(label("é.x"), "__x");
+        assert_eq!(label("é.x"), "exported___x", "__ is reserved by Prometheus");
+        assert_eq!(label("__name__"), "exported___name__");
         assert_eq!(label(""), "_");
         let mut labels = String::new();
         push_label(&mut labels, "path", "a\"b\\c\nd");

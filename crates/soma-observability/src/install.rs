@@ -27,6 +27,7 @@ where
         parts.spawn_metrics_listener()?;
         tracing::subscriber::set_global_default(parts.subscriber())
             .map_err(|_| SetupError::SubscriberAlreadySet)?;
+        crate::subscriber::install_panic_hook();
         Ok(router)
     })();
     let router = match installed {

@@ -72,6 +72,7 @@
 //! | `otel_sdk_span_dropped_total` | counter | spans dropped because the export queue was full |
 //! | `otel_sdk_exporter_log_exported_total`, `otel_sdk_log_dropped_total` | counters | the same for OTLP log records |
 //! | `otel_sdk_exporter_metric_data_point_exported_total` | counter | `error_type` when an OTLP metrics push failed ([`config`](config#otlp-metrics-push)) |
+//! | `soma_metrics_callback_failures_total` | counter | `instrument`, `reason`: an observable instrument's callback panicked or did not return in time, and its values were left out (`metrics.rs`) |
 //! | `process_*`, `target_info` | gauges | the service's resource on `target_info` |
 //! | `tokio_runtime_workers`, `tokio_runtime_alive_tasks`, `tokio_runtime_global_queue_depth` | gauges | none ([`runtime`]) |
 //! | `tokio_runtime_worker_busy_seconds_total`, `tokio_runtime_worker_parks_total` | counters | `tokio_worker` ([`runtime`]) |
@@ -237,7 +238,7 @@ pub use error::{ConfigError, SetupError, ShutdownError, Signal, Undelivered};
 pub use guard::ObservabilityGuard;
 pub use metrics::SECONDS_BUCKETS;
 pub use parts::ObservabilityParts;
-pub use serve::shutdown_signal;
+pub use serve::{shutdown_on, shutdown_signal, Draining, DrainingIo};
 #[cfg(feature = "otlp")]
 #[doc(hidden)]
 pub use span_export::bench as __span_export_bench;

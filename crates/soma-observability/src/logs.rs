@@ -80,6 +80,8 @@ struct CountingLogProcessor {
     pending: Arc<AtomicUsize>,
     limit: usize,
     dropped: Counter<u64>,
+    /// Says when the full queue drops log records.
+    full: crate::delivery::QueueFullWarning,
     delivery: Arc<LogDelivery>,
     losses: Arc<Losses>,
 }
@@ -136,6 +138,7 @@ impl CountingLogProcessor {
             pending,
             limit: otlp.max_queue_size,
             dropped,
+            full: crate::delivery::QueueFullWarning::default(),
             delivery,
             losses: Arc::clone(losses),
         }
@@ -148,6 +151,7 @@ impl LogProcessor for CountingLogProcessor {
             self.inner.emit(record, scope);
         } else {
             self.dropped.add(1, &[]);
+            self.full.dropped(crate::error::Signal::Logs, self.limit);
         }
     }
 

@@ -16,6 +16,13 @@
 //! (`.with_boundaries(..)`) are kept, and buckets set with
 //! [`ObservabilityBuilder::with_histogram_buckets`](crate::ObservabilityBuilder::with_histogram_buckets)
 //! win over both.
+//!
+//! # Observable instruments' callbacks
+//!
+//! Every callback of an observable instrument made through [`get_meter`](crate::get_meter) or
+//! [`ObservabilityParts::meter`](crate::ObservabilityParts::meter) runs on a thread of its own,
+//! bounded in time, with its panic contained: see `metrics/callbacks.rs`. (Instruments made on the SDK's
+//! provider itself, `ObservabilityParts::meter_provider`, are the SDK's alone.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +39,8 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 
 use crate::error::ConfigError;
+
+mod callbacks;
 
 /// Buckets (in seconds) the HTTP semantic conventions recommend for durations.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -174,9 +183,34 @@ impl MeterProvider for SecondsBucketsProvider {
 /// See [`SecondsBucketsProvider`]; every other instrument is created unchanged.
 struct SecondsBuckets(Meter, Arc<crate::exemplars::ExemplarStore>, String);
 
+/// Says once when the SDK will make `name`'s instrument a silent no-op: the OpenTelemetry name
+/// rules (1 to 255 characters, a letter first, then letters, digits, `_`, `.`, `-`, `/`).
+fn check_name(name: &str) {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/');
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 255 {
+        "it is longer than 255 characters"
+    } else if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        "it does not start with a letter"
+    } else if !name.chars().all(allowed) {
+        "it holds a character other than letters, digits, _ . - /"
+    } else {
+        return;
+    };
+    crate::exposition::say_once(
+        "invalid",
+        name,
+        &format!(
+            "instrument {name:?} records nothing (the OpenTelemetry SDK makes it a no-op): {reason}"
+        ),
+    );
+}
+
 macro_rules! forward_sync {
     ($($method:ident: $instrument:ty),* $(,)?) => {$(
         fn $method(&self, b: InstrumentBuilder<'_, $instrument>) -> $instrument {
+            check_name(&b.name);
             let mut builder = self.0.$method(b.name);
             if let Some(description) = b.description {
                 builder = builder.with_description(description);
@@ -192,6 +226,10 @@ macro_rules! forward_sync {
 macro_rules! forward_async {
     ($($method:ident: $instrument:ty, $value:ty);* $(;)?) => {$(
         fn $method(&self, b: AsyncInstrumentBuilder<'_, $instrument, $value>) -> $instrument {
+            check_name(&b.name);
+            // Created before the instrument, never during a collection.
+            let failures = callbacks::failures_counter(&self.0);
+            let name = b.name.clone();
             let mut builder = self.0.$method(b.name);
             if let Some(description) = b.description {
                 builder = builder.with_description(description);
@@ -200,7 +238,7 @@ macro_rules! forward_async {
                 builder = builder.with_unit(unit);
             }
             for callback in b.callbacks {
-                builder = builder.with_callback(callback);
+                builder = builder.with_callback(callbacks::guard(callback, &name, failures.clone()));
             }
             builder.build()
         }
@@ -210,6 +248,7 @@ macro_rules! forward_async {
 macro_rules! forward_histogram {
     ($($method:ident: $instrument:ty),* $(,)?) => {$(
         fn $method(&self, b: HistogramBuilder<'_, $instrument>) -> $instrument {
+            check_name(&b.name);
             let seconds = b.unit.as_deref() == Some("s");
             let name = b.name.clone();
             let bounds = match &b.boundaries {

@@ -29,14 +29,15 @@ pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
 /// The format an `Accept` header asks for: OpenMetrics only when it is named (with version
 /// 1.0.0 or no version) and weighted above everything the Prometheus text format would
 /// satisfy (`text/plain`, `text/*`, `*/*`); on a tie, and without the header, the Prometheus
-/// text format.
-pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> Format {
-    let Some(accept) = accept.and_then(|value| value.to_str().ok()) else {
-        return Format::Prometheus;
-    };
+/// text format. Every `Accept` line counts, as if joined with commas.
+pub(crate) fn negotiate<'a>(accept: impl IntoIterator<Item = &'a HeaderValue>) -> Format {
     let mut openmetrics = 0.0_f64;
     let mut text = 0.0_f64;
-    for range in accept.split(',') {
+    let ranges = accept
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(','));
+    for range in ranges {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default().to_ascii_lowercase();
         let mut q = 1.0_f64;
@@ -75,20 +76,54 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> Format {
     }
 }
 
-/// Whether an `Accept-Encoding` header accepts gzip (`gzip` or `x-gzip` with a weight above 0).
-pub(crate) fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
-    let Some(value) = accept_encoding.and_then(|value| value.to_str().ok()) else {
-        return false;
-    };
-    value.split(',').any(|coding| {
+/// How to send a body to a client with these `Accept-Encoding` lines: gzip when `gzip`, `x-gzip`
+/// or `*` has a weight above 0; otherwise identity, unless the client refused it (`identity;q=0`,
+/// or `*;q=0` without naming identity): then gzip, unless refused by name too, and `None` (send
+/// `406 Not Acceptable`) when both are.
+pub(crate) fn encoding<'a>(
+    accept_encoding: impl IntoIterator<Item = &'a HeaderValue>,
+) -> Option<Encoding> {
+    let mut gzip = None;
+    let mut identity = None;
+    let mut any = None;
+    let codings = accept_encoding
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(','));
+    for coding in codings {
         let mut parts = coding.split(';').map(str::trim);
         let name = parts.next().unwrap_or_default();
         let q = parts
             .filter_map(|p| p.split_once('='))
             .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
             .map_or(1.0, |(_, q)| q.trim().parse::<f64>().unwrap_or(0.0));
-        (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && q > 0.0
-    })
+        let slot = if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if name.eq_ignore_ascii_case("identity") {
+            &mut identity
+        } else if name == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(q, |seen: f64| seen.max(q)));
+    }
+    // Unlisted, identity is acceptable unless `*;q=0` says otherwise; gzip only through `*`.
+    let identity = identity.or(any.filter(|q| *q <= 0.0)).unwrap_or(1.0);
+    match gzip.or(any) {
+        Some(q) if q > 0.0 => Some(Encoding::Gzip),
+        _ if identity > 0.0 => Some(Encoding::Identity),
+        // Identity refused: gzip, unless that was refused by name too.
+        None => Some(Encoding::Gzip),
+        Some(_) => None,
+    }
+}
+
+/// How a `/metrics` body is sent (see [`encoding`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Gzip,
+    Identity,
 }
 
 /// `body` compressed with gzip at the fastest level: a 10 000-series exposition of 581 kB becomes
@@ -216,6 +251,20 @@ mod tests {
     }
 
     #[test]
+    fn every_accept_line_counts() {
+        let lines = [
+            HeaderValue::from_static("text/plain;q=0.5"),
+            HeaderValue::from_static("application/openmetrics-text;version=1.0.0"),
+        ];
+        assert_eq!(negotiate(&lines), Format::OpenMetrics);
+        let codings = [
+            HeaderValue::from_static("br"),
+            HeaderValue::from_static("gzip"),
+        ];
+        assert_eq!(encoding(&codings), Some(Encoding::Gzip));
+    }
+
+    #[test]
     fn openmetrics_only_when_asked_for_first() {
         // Prometheus 2.42's header.
         assert_eq!(
@@ -244,11 +293,18 @@ mod tests {
 
     #[test]
     fn gzip_when_accepted() {
-        let accepts = |v: &str| accepts_gzip(Some(&HeaderValue::from_str(v).unwrap()));
+        let chosen = |v: &str| encoding(Some(&HeaderValue::from_str(v).unwrap()));
+        let accepts = |v: &str| chosen(v) == Some(Encoding::Gzip);
         assert!(accepts("gzip"));
         assert!(accepts("br, GZIP;q=0.5"));
         assert!(!accepts("gzip;q=0"));
         assert!(!accepts("identity"));
-        assert!(!accepts_gzip(None));
+        assert_eq!(encoding(None), Some(Encoding::Identity));
+        // Identity refused: gzip, or nothing acceptable when gzip is refused too.
+        assert!(accepts("identity;q=0"));
+        assert!(accepts("br, identity;q=0"));
+        assert_eq!(chosen("br, *;q=0"), None, "* refuses gzip too");
+        assert_eq!(chosen("gzip;q=0, identity;q=0"), None);
+        assert_eq!(chosen("identity;q=0.5"), Some(Encoding::Identity));
     }
 }

@@ -27,6 +27,11 @@ pub(crate) struct Exposition {
     pub(crate) collected: Arc<Mutex<ResourceMetrics>>,
     /// The previous scrape's length: the next one allocates its text once.
     pub(crate) last_len: Arc<AtomicUsize>,
+    /// One scrape renders at a time (they would wait for each other's collection anyway); the
+    /// others wait here without holding a thread.
+    pub(crate) turn: Arc<tokio::sync::Semaphore>,
+    /// Which instruments hit their cardinality limit, and when that was last said.
+    pub(crate) overflow: Arc<Overflow>,
 }
 
 impl Exposition {
@@ -42,6 +47,8 @@ impl Exposition {
             runtime: None,
             collected: Arc::new(Mutex::new(ResourceMetrics::default())),
             last_len: Arc::new(AtomicUsize::new(16 * 1024)),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            overflow: Arc::default(),
         }
     }
 }
@@ -73,6 +80,7 @@ pub(crate) fn render_as(
         )
         .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
     }
+    exposition.overflow.check(&mut text);
     exposition.process.write(&mut text, format);
     if let Some(runtime) = &exposition.runtime {
         runtime.write(&mut text, format);
@@ -88,4 +96,74 @@ pub(crate) fn render_as(
     }
     exposition.last_len.store(text.len(), Ordering::Relaxed);
     Ok(text)
+}
+
+/// The SDK's cardinality limit: an instrument keeps at most 2 000 attribute sets, and merges
+/// the rest into one series labelled `otel_metric_overflow="true"`, silently. Each scrape that
+/// shows such series says which families have them (at most once per
+/// [`SDK_LOG_INTERVAL`](crate::subscriber::SDK_LOG_INTERVAL) per family) and adds the gauge
+/// `soma_metric_overflow_instruments` (only while there are some), which the shipped alert
+/// `SomaMetricCardinalityOverflow` watches.
+#[derive(Debug, Default)]
+pub(crate) struct Overflow {
+    said: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// The label of the SDK's overflow series, as the exposition writes it.
+const OVERFLOW_LABEL: &str = "otel_metric_overflow=\"true\"";
+
+impl Overflow {
+    /// Looks for overflow series in the SDK's part of `text` and appends the gauge.
+    fn check(&self, text: &mut String) {
+        if !text.contains(OVERFLOW_LABEL) {
+            return;
+        }
+        let mut families: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && line.contains(OVERFLOW_LABEL))
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .map(|name| {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name)
+            })
+            .collect();
+        families.sort_unstable();
+        families.dedup();
+        let count = families.len();
+        self.say(&families);
+        text.push_str(
+            "# HELP soma_metric_overflow_instruments Instruments that hit their cardinality limit \
+             (2000 attribute sets): their further series are merged into one \
+             otel_metric_overflow=true series.\n\
+             # TYPE soma_metric_overflow_instruments gauge\n\
+             soma_metric_overflow_instruments ",
+        );
+        text.push_str(itoa::Buffer::new().format(count));
+        text.push('\n');
+    }
+
+    fn say(&self, families: &[&str]) {
+        let now = std::time::Instant::now();
+        let mut said = self
+            .said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for family in families {
+            let due = said
+                .get(*family)
+                .is_none_or(|at| now.duration_since(*at) >= crate::subscriber::SDK_LOG_INTERVAL);
+            if due {
+                said.insert((*family).to_owned(), now);
+                tracing::warn!(
+                    target: "soma_observability::metrics",
+                    family,
+                    "{family} hit the SDK's cardinality limit (2000 attribute sets): further \
+                     series are merged into one otel_metric_overflow=\"true\" series; an \
+                     attribute holds unbounded values (an id, a path, a user input)"
+                );
+            }
+        }
+    }
 }

@@ -20,6 +20,16 @@
 //!   and `RESOURCE_EXHAUSTED` when the server says when to retry. A server's `Retry-After`
 //!   (HTTP 429/503) or `RetryInfo` (gRPC) delay is honoured (at most 30 s). Everything else
 //!   fails at once. The bytes of a batch are encoded once and reused for every attempt.
+//! - **Throttling**: when the collector still asks to wait (`Retry-After`, `RetryInfo`) once the
+//!   retries are spent, or asks for longer than the export timeout, the exporter pauses for the
+//!   time it asked, at most [`MAX_PAUSE`]: batches are dropped without a request meanwhile, and
+//!   counted on `otel_sdk_span_dropped_total{error_type="throttled"}` (said once per pause).
+//! - **Size**: one request carries at most `SOMA_BSP_MAX_EXPORT_BATCH_BYTES` (3 MiB by default,
+//!   under the 4 MiB a collector's gRPC receiver accepts): a larger batch is split in halves until
+//!   each part fits, and a span that does not fit on its own is dropped and counted on
+//!   `otel_sdk_span_dropped_total{error_type="too_large"}`.
+//! - **Answers** are read up to [`MAX_RESPONSE_BYTES`] (an `ExportTraceServiceResponse` is a count
+//!   and a message); the rest of a larger answer is never read.
 //! - **Partial success** (the collector rejected some spans): logged as a warning, not retried.
 //! - **Failures** read as `opentelemetry-otlp`'s do (`HTTP export failed with status code: 503`,
 //!   `HTTP export failed: network error` with its cause, `gRPC code: Unavailable` with the
@@ -40,6 +50,7 @@ use crate::config::{Compression, OtlpConfig, Protocol};
 use crate::error::{ConfigError, SetupError, Signal};
 use crate::otlp::ExportRuntime;
 use crate::span_encoding::SpanEncoder;
+use crate::tls::MAX_RESPONSE_BYTES;
 
 /// The `User-Agent` (gRPC: `user-agent` metadata) of every export.
 const USER_AGENT: &str = concat!(
@@ -51,6 +62,14 @@ const USER_AGENT: &str = concat!(
 /// opentelemetry-otlp's limit on an HTTP request body.
 const MAX_HTTP_BODY: usize = 64 * 1024 * 1024;
 
+/// The longest pause a collector's throttling can impose (see the [module docs](self)).
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// The `error.type` of spans dropped while the collector asked for a pause.
+const THROTTLED: &str = "throttled";
+/// The `error.type` of spans larger on their own than an export request may be.
+const TOO_LARGE: &str = "too_large";
+
 /// The OTLP span exporter (see the [module docs](self)).
 #[derive(Debug)]
 pub(crate) struct OtlpSpanExporter {
@@ -60,6 +79,12 @@ pub(crate) struct OtlpSpanExporter {
     compression: Compression,
     /// The export timeout: per attempt (set on the client) and for all attempts together.
     timeout: Duration,
+    /// `SOMA_BSP_MAX_EXPORT_BATCH_BYTES`: the most one request carries, before gzip.
+    max_batch_bytes: usize,
+    /// Counts the spans this exporter drops itself (throttled, too large).
+    dropped: Option<opentelemetry::metrics::Counter<u64>>,
+    /// Until when the collector asked for no export, and the failure that asked.
+    paused_until: Mutex<Option<(Instant, String)>>,
     shut_down: AtomicBool,
 }
 
@@ -78,7 +103,10 @@ impl OtlpSpanExporter {
     /// [`SetupError::NoRuntime`] for gRPC outside a tokio runtime, [`SetupError::Config`] for
     /// headers that cannot be sent or TLS files that cannot be used, [`SetupError::Exporter`]
     /// for an endpoint that is not a valid URL or a client that cannot be built.
-    pub(crate) fn build(otlp: &OtlpConfig) -> Result<(Self, Option<ExportRuntime>), SetupError> {
+    pub(crate) fn build(
+        otlp: &OtlpConfig,
+        max_batch_bytes: usize,
+    ) -> Result<(Self, Option<ExportRuntime>), SetupError> {
         let signal = Signal::Traces;
         crate::otlp::require_runtime_for_grpc(otlp, signal)?;
         let (transport, runtime) = match otlp.protocol {
@@ -101,18 +129,81 @@ impl OtlpSpanExporter {
             transport,
             compression: otlp.compression,
             timeout: otlp.timeout,
+            max_batch_bytes,
+            dropped: None,
+            paused_until: Mutex::new(None),
             shut_down: AtomicBool::new(false),
         };
         Ok((exporter, runtime))
     }
 
-    /// The batch as the bytes every attempt sends: encoded, and gzipped for HTTP when asked.
-    fn body(&self, batch: &[SpanData]) -> Result<Bytes, OTelSdkError> {
+    /// Counts the spans it drops itself on `dropped` (`otel.sdk.span.dropped`).
+    pub(crate) fn with_dropped(mut self, dropped: opentelemetry::metrics::Counter<u64>) -> Self {
+        self.dropped = Some(dropped);
+        self
+    }
+
+    /// The batch as the bodies of requests of at most `max_batch_bytes` each, and how many of
+    /// its spans are larger than that on their own (left out).
+    fn bodies(&self, batch: &[SpanData]) -> Result<(Vec<Bytes>, usize), OTelSdkError> {
         let gzip =
             self.compression == Compression::Gzip && matches!(self.transport, Transport::Http(_));
         let mut encoding = self.encoding.lock().unwrap_or_else(PoisonError::into_inner);
         let (encoder, buffer) = &mut *encoding;
-        encode_body(encoder, buffer, batch, gzip)
+        let mut bodies = Vec::with_capacity(1);
+        let mut too_large = 0;
+        let mut parts = vec![batch];
+        while let Some(part) = parts.pop() {
+            encode_into(encoder, buffer, part)?;
+            if buffer.len() <= self.max_batch_bytes {
+                bodies.push(finish_body(buffer, gzip)?);
+            } else if part.len() == 1 {
+                too_large += 1;
+            } else {
+                let (first, second) = part.split_at(part.len() / 2);
+                parts.push(second);
+                parts.push(first);
+            }
+        }
+        Ok((bodies, too_large))
+    }
+
+    /// How long the collector's pause still lasts, and the failure that asked for it.
+    fn paused(&self) -> Option<(Duration, String)> {
+        let paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (until, why) = paused.as_ref()?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some((left, why.clone()))
+    }
+
+    /// Starts the pause a failure's server delay asks for (see the [module docs](self)).
+    fn pause_if_asked(&self, failure: &Failure) {
+        let Retry::After(asked) = failure.retry else {
+            return;
+        };
+        let pause = asked.min(MAX_PAUSE);
+        *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now() + pause, failure.message.clone()));
+        tracing::warn!(
+            asked = ?asked,
+            pause = ?pause,
+            "the collector asked to wait before the next span export ({}): spans are dropped \
+             for {pause:?} and counted on otel_sdk_span_dropped_total{{error_type=\"throttled\"}}",
+            failure.message
+        );
+    }
+
+    /// Counts `n` spans this exporter dropped itself, for `reason`.
+    fn drop_spans(&self, n: usize, reason: &'static str) {
+        if let (Some(dropped), Ok(n @ 1..)) = (&self.dropped, u64::try_from(n)) {
+            dropped.add(n, &[opentelemetry::KeyValue::new("error.type", reason)]);
+        }
     }
 
     /// Sends `body`, retrying as the [module docs](self) say; the collector's answer.
@@ -143,9 +234,23 @@ fn encode_body(
     batch: &[SpanData],
     gzip: bool,
 ) -> Result<Bytes, OTelSdkError> {
+    encode_into(encoder, buffer, batch)?;
+    finish_body(buffer, gzip)
+}
+
+/// `batch` encoded into `buffer` (replacing what it held).
+fn encode_into(
+    encoder: &mut SpanEncoder,
+    buffer: &mut Vec<u8>,
+    batch: &[SpanData],
+) -> Result<(), OTelSdkError> {
     encoder
         .encode(batch, buffer)
-        .map_err(|bug| OTelSdkError::InternalFailure(bug.to_string()))?;
+        .map_err(|bug| OTelSdkError::InternalFailure(bug.to_string()))
+}
+
+/// The encoded `buffer` as a request body: itself, or gzipped.
+fn finish_body(buffer: &mut Vec<u8>, gzip: bool) -> Result<Bytes, OTelSdkError> {
     if !gzip {
         // The buffer itself, not a copy: it comes back with `recycle` once sent.
         return Ok(Bytes::from(std::mem::take(buffer)));
@@ -231,19 +336,38 @@ impl SpanExporter for OtlpSpanExporter {
         if self.shut_down.load(Ordering::Acquire) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        let body = self.body(&batch)?;
-        drop(batch);
-        let result = self.send(&body).await;
-        let mut encoding = self.encoding.lock().unwrap_or_else(PoisonError::into_inner);
-        recycle(&mut encoding.1, body);
-        drop(encoding);
-        match result {
-            Ok(response) => {
-                warn_on_partial_success(&response);
-                Ok(())
-            }
-            Err(failure) => Err(OTelSdkError::InternalFailure(failure.message)),
+        if let Some((left, why)) = self.paused() {
+            self.drop_spans(batch.len(), THROTTLED);
+            return Err(OTelSdkError::InternalFailure(format!(
+                "{why}; the collector asked for a pause ({left:?} left): dropped without another \
+                 attempt"
+            )));
         }
+        let (bodies, too_large) = self.bodies(&batch)?;
+        drop(batch);
+        if too_large > 0 {
+            self.drop_spans(too_large, TOO_LARGE);
+            tracing::warn!(
+                spans = too_large,
+                limit = self.max_batch_bytes,
+                "{too_large} span(s) larger than SOMA_BSP_MAX_EXPORT_BATCH_BYTES on their own \
+                 dropped; counted on otel_sdk_span_dropped_total{{error_type=\"too_large\"}}"
+            );
+        }
+        for body in bodies {
+            let result = self.send(&body).await;
+            let mut encoding = self.encoding.lock().unwrap_or_else(PoisonError::into_inner);
+            recycle(&mut encoding.1, body);
+            drop(encoding);
+            match result {
+                Ok(response) => warn_on_partial_success(&response),
+                Err(failure) => {
+                    self.pause_if_asked(&failure);
+                    return Err(OTelSdkError::InternalFailure(failure.message));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
@@ -421,8 +545,22 @@ impl Http {
                 message: format!("HTTP export failed with status code: {code}"),
             });
         }
-        // An unreadable answer to a successful export is not a failed export.
-        Ok(response.bytes().unwrap_or_default())
+        // An unreadable (or oversized) answer to a successful export is not a failed export.
+        Ok(read_answer(response))
+    }
+}
+
+/// At most [`MAX_RESPONSE_BYTES`] of a successful answer: nothing when it is longer (the rest is
+/// never read) or cannot be read.
+fn read_answer(response: reqwest::blocking::Response) -> Bytes {
+    use std::io::Read as _;
+    let mut answer = Vec::new();
+    let read = response
+        .take(MAX_RESPONSE_BYTES + 1)
+        .read_to_end(&mut answer);
+    match read {
+        Ok(len) if len as u64 <= MAX_RESPONSE_BYTES => Bytes::from(answer),
+        _ => Bytes::new(),
     }
 }
 
@@ -474,7 +612,10 @@ mod grpc {
                     .map_err(|err| invalid(crate::tls::chain(&err)))?;
             }
             let channel = endpoint.timeout(otlp.timeout).connect_lazy();
-            let mut client = tonic::client::Grpc::new(channel);
+            // An `ExportTraceServiceResponse` is a count and a message: a larger answer is refused.
+            let max_answer = usize::try_from(crate::tls::MAX_RESPONSE_BYTES).unwrap_or(usize::MAX);
+            let mut client =
+                tonic::client::Grpc::new(channel).max_decoding_message_size(max_answer);
             if otlp.compression == Compression::Gzip {
                 client = client
                     .send_compressed(CompressionEncoding::Gzip)

@@ -12,9 +12,21 @@
 //! events are the application's and are exported, `tower_http`'s included.
 //! Each exported record carries the trace and span id that was current when it was emitted.
 //!
-//! Stdout lines cannot be forged: in text format a newline or carriage return inside an event
-//! is written as `\n` / `\r`, so one event is always one line (JSON escapes them anyway), and
-//! `tracing-subscriber` escapes ANSI control sequences in field values. Events of the
+//! Stdout lines cannot be forged:
+//! - in text format a newline or carriage return inside an event is written as `\n` / `\r`, so
+//!   one event is always one line, and every other control character (C0, DEL, C1) as `\xNN` /
+//!   `\u{NN}`: request data cannot move the cursor, retitle the terminal (OSC) or hide text. The
+//!   only escape sequences written are the formatter's own colours (`ESC [ digits m`), and only
+//!   when stdout is a terminal. JSON escapes control characters itself;
+//! - the ids cannot be forged from a field: in text format a `trace_id=` or `span_id=` inside the
+//!   event (in its message or a field value) is written `trace_id\=` / `span_id\=`, so the only
+//!   `trace_id=<32 hex> span_id=<16 hex>` of a line is the one appended here; in JSON an event's
+//!   own `trace_id` / `span_id` fields are renamed `field.trace_id` / `field.span_id`;
+//! - panics go through the same formatter ([`install_panic_hook`], set by `install`): an `ERROR`
+//!   event of target `panic` with the message and location as fields, escaped like every other
+//!   line and exported as a log record, instead of the default hook's raw text on stderr.
+//!
+//! Events of the
 //! OpenTelemetry crates and of this crate (a collector that is down fails every batch) are
 //! printed at most once per [`SDK_LOG_INTERVAL`] per call site.
 
@@ -99,7 +111,10 @@ pub(crate) fn subscriber(
                 inner: format.with_ansi(colour),
                 json: false,
             })
-            .with_writer(|| OneLineWriter(io::stdout()))
+            .with_writer(move || OneLineWriter {
+                inner: io::stdout(),
+                colour,
+            })
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -208,9 +223,6 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let Some((trace_id, span_id)) = current_trace_ids() else {
-            return self.inner.format_event(ctx, writer, event);
-        };
         // Colours are decided by `inner` itself (`Format::with_ansi`), not by this buffer.
         let mut line = String::with_capacity(256);
         self.inner.format_event(
@@ -218,9 +230,13 @@ where
             tracing_subscriber::fmt::format::Writer::new(&mut line),
             event,
         )?;
+        let line = without_forged_ids(&line, self.json);
+        let Some((trace_id, span_id)) = current_trace_ids() else {
+            return writer.write_str(&line);
+        };
         let (body, newline) = match line.strip_suffix('\n') {
             Some(body) => (body, "\n"),
-            None => (line.as_str(), ""),
+            None => (&*line, ""),
         };
         match body.strip_suffix('}').filter(|_| self.json) {
             Some(object) => {
@@ -236,6 +252,68 @@ where
             ),
         }
     }
+}
+
+/// `line` with the ids an event itself carries made unlike the appended ones (see the module
+/// docs): `trace_id=` becomes `trace_id\=` in text, the key `"trace_id":` becomes
+/// `"field.trace_id":` in JSON (a JSON value cannot hold `"trace_id":`: its quotes are escaped).
+fn without_forged_ids(line: &str, json: bool) -> std::borrow::Cow<'_, str> {
+    let replacements: [(&str, &str); 2] = if json {
+        [
+            (r#""trace_id":"#, r#""field.trace_id":"#),
+            (r#""span_id":"#, r#""field.span_id":"#),
+        ]
+    } else {
+        [("trace_id=", "trace_id\\="), ("span_id=", "span_id\\=")]
+    };
+    if !replacements.iter().any(|(from, _)| line.contains(from)) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = line.to_owned();
+    for (from, to) in replacements {
+        out = out.replace(from, to);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Replaces the panic hook with one that reports a panic as an `ERROR` event of target `panic`
+/// (see the module docs): the message and location as fields, the backtrace too when
+/// `RUST_BACKTRACE` asks for one. Without a subscriber the event goes nowhere, so `install` sets
+/// it after the global subscriber.
+pub(crate) fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("<unnamed>");
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(
+                target: "panic",
+                panic_message = %message,
+                panic_location = %location,
+                thread,
+                backtrace = %backtrace,
+                "thread panicked"
+            );
+        } else {
+            tracing::error!(
+                target: "panic",
+                panic_message = %message,
+                panic_location = %location,
+                thread,
+                "thread panicked"
+            );
+        }
+    }));
 }
 
 /// The trace and span id of the OpenTelemetry context current on this thread, if it has a span.
@@ -296,8 +374,12 @@ fn is_sdk_event(meta: &tracing::Metadata<'_>) -> bool {
             || meta.target().starts_with("soma_observability"))
 }
 
-/// Writes each formatted event as one line: inner newlines and carriage returns are escaped.
-struct OneLineWriter<W>(W);
+/// Writes each formatted event as one line, with the control characters of its content escaped
+/// (see the module docs); with `colour`, the formatter's own colour sequences are kept.
+struct OneLineWriter<W> {
+    inner: W,
+    colour: bool,
+}
 
 impl<W: Write> Write for OneLineWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -305,27 +387,68 @@ impl<W: Write> Write for OneLineWriter<W> {
             Some(body) => (body, true),
             None => (buf, false),
         };
-        if !body.iter().any(|b| *b == b'\n' || *b == b'\r') {
-            self.0.write_all(buf)?;
+        // UTF-8 C1 controls (U+0080..U+009F) start with 0xC2.
+        let special = |b: &u8| *b < 0x20 && *b != b'\t' || *b == 0x7F || *b == 0xC2;
+        if !body.iter().any(special) {
+            self.inner.write_all(buf)?;
             return Ok(buf.len());
         }
-        let mut line = Vec::with_capacity(buf.len() + 8);
-        for &b in body {
-            match b {
-                b'\n' => line.extend_from_slice(b"\\n"),
-                b'\r' => line.extend_from_slice(b"\\r"),
-                _ => line.push(b),
-            }
-        }
+        let mut line = Vec::with_capacity(buf.len() + 16);
+        escape_controls(body, self.colour, &mut line);
         if newline {
             line.push(b'\n');
         }
-        self.0.write_all(&line)?;
+        self.inner.write_all(&line)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.inner.flush()
+    }
+}
+
+/// `body` with its control characters escaped into `out`; with `colour`, `ESC [ digits/; m`
+/// (a colour) is kept.
+fn escape_controls(body: &[u8], colour: bool, out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0x1B if colour && colour_sequence(&body[i..]) > 0 => {
+                let len = colour_sequence(&body[i..]);
+                out.extend_from_slice(&body[i..i + len]);
+                i += len;
+                continue;
+            }
+            b'\t' => out.push(b),
+            0x00..=0x1F | 0x7F => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+            0xC2 if matches!(body.get(i + 1), Some(0x80..=0x9F)) => {
+                let _ = write!(out, "\\u{{{:04x}}}", body[i + 1]);
+                i += 2;
+                continue;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+}
+
+/// The length of the colour sequence `ESC [ [0-9;]* m` at the start of `bytes`, or 0.
+fn colour_sequence(bytes: &[u8]) -> usize {
+    if !bytes.starts_with(b"\x1b[") {
+        return 0;
+    }
+    let params = bytes[2..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b';')
+        .count();
+    match bytes.get(2 + params) {
+        Some(b'm') => 3 + params,
+        _ => 0,
     }
 }
 
@@ -391,10 +514,32 @@ mod tests {
 
     #[test]
     fn one_event_is_one_line() {
-        let mut out = Vec::new();
-        OneLineWriter(&mut out)
-            .write_all(b"INFO path=/x\nINFO forged line\r\n")
+        let write = |line: &[u8], colour: bool| {
+            let mut out = Vec::new();
+            OneLineWriter {
+                inner: &mut out,
+                colour,
+            }
+            .write_all(line)
             .unwrap();
-        assert_eq!(out, b"INFO path=/x\\nINFO forged line\\r\n");
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            write(b"INFO path=/x\nINFO forged line\r\n", false),
+            "INFO path=/x\\nINFO forged line\\r\n"
+        );
+        // OSC (retitle), cursor movement, BEL, DEL and a C1 CSI are escaped; tabs are kept.
+        assert_eq!(
+            write(
+                "a\x1b]0;pwned\x07b\x1b[2Jc\x7f\u{9b}d\te\n".as_bytes(),
+                false
+            ),
+            "a\\x1b]0;pwned\\x07b\\x1b[2Jc\\x7f\\u{009b}d\te\n"
+        );
+        // With colours, the formatter's own colour sequences stay; anything else does not.
+        assert_eq!(
+            write(b"\x1b[1;31mERROR\x1b[0m \x1b[2J\n", true),
+            "\x1b[1;31mERROR\x1b[0m \\x1b[2J\n"
+        );
     }
 }

@@ -445,10 +445,40 @@ impl opentelemetry_http::HttpClient for RecordingClient {
         &self,
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let result = self.0.send_bytes(request).await;
+        let result = send_bounded(&self.0, request);
         record_transport_failure(result.as_ref().err().map(|err| chain(err.as_ref())));
         result
     }
+}
+
+/// The most of a collector's answer that is read, for every signal: an OTLP export response is
+/// a count and a message.
+#[cfg(feature = "otlp")]
+pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+
+/// Sends `request` and reads at most [`MAX_RESPONSE_BYTES`] of the answer (an OTLP export
+/// response is a count and a message; opentelemetry-http would read 4 MiB): a longer answer
+/// is left unread and the body given back empty, as the span exporter does.
+#[cfg(feature = "otlp")]
+fn send_bounded(
+    client: &reqwest::blocking::Client,
+    request: http::Request<bytes::Bytes>,
+) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+    use std::io::Read as _;
+    let limit = MAX_RESPONSE_BYTES;
+    let mut response = client.execute(request.try_into()?)?;
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = Vec::new();
+    let len = response.take(limit + 1).read_to_end(&mut body)?;
+    if len as u64 > limit {
+        body = Vec::new();
+    }
+    let mut answer = http::Response::builder()
+        .status(status)
+        .body(bytes::Bytes::from(body))?;
+    *answer.headers_mut() = headers;
+    Ok(answer)
 }
 
 #[cfg(all(test, feature = "otlp"))]

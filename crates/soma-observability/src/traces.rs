@@ -57,7 +57,7 @@ pub(crate) fn build(
         ExporterKind::Otlp => return Err(crate::features::otlp_disabled(Signal::Traces).into()),
         #[cfg(feature = "otlp")]
         ExporterKind::Otlp => {
-            let (exporter, runtime) = otlp_exporter(&config.traces)?;
+            let (exporter, runtime) = otlp_exporter(config, &counters.dropped)?;
             builder.with_span_processor(
                 CountingProcessor::new(exporter, &config.traces, counters).with_runtime(runtime),
             )
@@ -89,9 +89,12 @@ pub(crate) fn sampler(sampler: Sampler) -> SdkSampler {
 /// its connection runs on (see [`ExportRuntime`]).
 #[cfg(feature = "otlp")]
 fn otlp_exporter(
-    otlp: &OtlpConfig,
+    config: &ObservabilityConfig,
+    dropped: &Counter<u64>,
 ) -> Result<(crate::span_export::OtlpSpanExporter, Option<ExportRuntime>), SetupError> {
-    crate::span_export::OtlpSpanExporter::build(otlp)
+    let (exporter, runtime) =
+        crate::span_export::OtlpSpanExporter::build(&config.traces, config.max_export_batch_bytes)?;
+    Ok((exporter.with_dropped(dropped.clone()), runtime))
 }
 
 #[derive(Clone, Debug)]
@@ -127,6 +130,8 @@ struct CountingProcessor {
     exporter: Arc<Mutex<dyn DynExporter>>,
     pending: Arc<AtomicUsize>,
     limit: usize,
+    /// Says when the full queue drops spans.
+    full: Arc<delivery::QueueFullWarning>,
     batch_size: usize,
     counters: ExportCounters,
     /// Declared last: shut down after the export thread was told to stop.
@@ -232,6 +237,7 @@ impl CountingProcessor {
             exporter,
             pending,
             limit: otlp.max_queue_size,
+            full: Arc::default(),
             batch_size,
             counters,
             runtime: None,
@@ -374,6 +380,7 @@ impl SpanProcessor for CountingProcessor {
         }
         if !delivery::admit(&self.pending, self.limit) {
             self.counters.dropped.add(1, &[]);
+            self.full.dropped(Signal::Traces, self.limit);
             return;
         }
         let mut state = self.queue.lock();

@@ -239,3 +239,49 @@ async fn a_real_prometheus_scrapes_the_openmetrics_exposition() {
     prometheus.stop().await;
     server.abort();
 }
+
+/// Every `Accept` line counts (a proxy may split the header), and a client that refuses
+/// identity (`identity;q=0`) gets gzip, not the plain text it refused.
+#[tokio::test]
+async fn every_accept_line_counts_and_identity_can_be_refused() {
+    let (_parts, app) = app().await;
+    let request = Request::get("/metrics")
+        .header(header::ACCEPT, "text/plain;q=0.5")
+        .header(header::ACCEPT, "application/openmetrics-text;version=1.0.0")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{headers:?}"
+    );
+
+    let request = Request::get("/metrics")
+        .header(header::ACCEPT_ENCODING, "identity;q=0")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .map(axum::http::HeaderValue::as_bytes),
+        Some(&b"gzip"[..]),
+        "{headers:?}"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("# TYPE"), "{text}");
+
+    let request = Request::get("/metrics")
+        .header(header::ACCEPT_ENCODING, "gzip;q=0, identity;q=0")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, request).await.0, StatusCode::NOT_ACCEPTABLE);
+}

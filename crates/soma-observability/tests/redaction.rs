@@ -29,7 +29,23 @@ const CASES: &[(&str, &str)] = &[
     ("token[]", "token[]"),
     ("token%5B%5D", "token[]"),
     ("user[password]", "user[password]"),
+    // Names that hold a secret word, and a double-encoded one (issue 23).
+    ("auth_token", "auth_token"),
+    ("oauth_token", "oauth_token"),
+    ("session_id", "session_id"),
+    ("sessionid", "sessionid"),
+    ("private_token", "private_token"),
+    ("x-api-key", "x-api-key"),
+    ("jwt", "jwt"),
+    ("secret_key", "secret_key"),
+    ("pwd", "pwd"),
+    ("pass", "pass"),
+    ("credential", "credential"),
+    ("%2574oken", "%74oken"),
 ];
+
+/// A `;`-separated pair, as some frameworks read queries.
+const SEMICOLON_SECRET: &str = "s3cr3t-semicolon-value";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encoded_sensitive_names_never_leave_the_process() {
@@ -70,14 +86,21 @@ async fn encoded_sensitive_names_never_leave_the_process() {
         );
     }
 
+    let url = format!("http://{addr}/echo?q=rust;token={SEMICOLON_SECRET}");
+    client.send(client.get(&url)).await.unwrap();
+
     let spans = otlp
-        .wait_for_spans(WAIT, |spans| spans.len() >= 2 * CASES.len())
+        .wait_for_spans(WAIT, |spans| spans.len() >= 2 * CASES.len() + 2)
         .await;
     let raw_export = String::from_utf8_lossy(&otlp.raw_bytes()).into_owned();
     for i in 0..CASES.len() {
         let secret = format!("s3cr3t-{i}-value");
         assert!(!raw_export.contains(&secret), "{secret} left the process");
     }
+    assert!(
+        !raw_export.contains(SEMICOLON_SECRET),
+        "the ;-separated token left the process"
+    );
     let server_queries: Vec<String> = spans
         .iter()
         .filter(|(_, s)| s.kind == SpanKind::Server as i32)
@@ -101,5 +124,9 @@ async fn encoded_sensitive_names_never_leave_the_process() {
             "url.full {full} not in {client_urls:?}"
         );
     }
+    assert!(
+        server_queries.contains(&"q=rust;token=REDACTED".to_owned()),
+        "{server_queries:?}"
+    );
     server.abort();
 }

@@ -20,7 +20,8 @@ where
 }
 
 /// Binds `config.listen_addr`, logs it, serves `router` until SIGTERM or SIGINT, lets requests
-/// in flight finish, then flushes and shuts telemetry down with `guard`.
+/// in flight finish within the drain deadline (`SOMA_SHUTDOWN_DRAIN_TIMEOUT`, 15 s; then the
+/// connections still open are closed), then flushes and shuts telemetry down with `guard`.
 ///
 /// Telemetry that cannot be delivered (a collector down, hung or refusing at shutdown) does not
 /// make a clean stop a failure: the guard logs it as a warning with the spans and log records
@@ -37,7 +38,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let address = listener.local_addr()?;
     tracing::info!(service = config.name, %address, "listening on http://{address}");
-    axum::serve(listener, router)
+    // Draining: a client that never finishes (half a request, an open stream, a slow reader)
+    // is closed at the drain deadline (SOMA_SHUTDOWN_DRAIN_TIMEOUT), so the service exits.
+    axum::serve(soma_observability::Draining::new(listener), router)
         .with_graceful_shutdown(soma_observability::shutdown_signal())
         .await?;
     tracing::info!(service = config.name, "drained; flushing telemetry");

@@ -96,158 +96,46 @@ impl Labels {
     }
 }
 
-/// Query parameters whose values are replaced by `REDACTED` (compared case-insensitively).
-const SENSITIVE_QUERY_KEYS: &[&str] = &[
-    "access_token",
-    "api_key",
-    "apikey",
-    "api-key",
-    "auth",
-    "authorization",
-    "client_secret",
-    "code",
-    "id_token",
-    "key",
-    "passwd",
-    "password",
-    "refresh_token",
-    "secret",
-    "session",
-    "sig",
-    "signature",
-    "token",
-    "x-amz-credential",
-    "x-amz-security-token",
-    "x-amz-signature",
-    "awsaccesskeyid",
-    "x-goog-signature",
-];
-
 /// `url.query` with the values of sensitive parameters replaced by `REDACTED`, as the URL
-/// semantic conventions ask.
-///
-/// A parameter is judged by its name as the application reads it: percent-escapes and `+` are
-/// decoded as `form_urlencoded` (axum's `Query`) decodes them, so `to%6Ben`, `%74oken`,
-/// `api%2Dkey` and `token%20` count as `token` / `api-key`. The decoded name is then normalised
-/// (ASCII case folded; whitespace, `-`, `_` and `.` ignored) and split at brackets, so that
-/// `token[]`, `token[0]` and `user[password]` are sensitive too: the name or any bracketed part
-/// of it is compared with the sensitive list. The redacted pair keeps the raw name, so the
-/// result reads like the request (`to%6Ben=REDACTED`).
+/// semantic conventions ask. Pairs are separated by `&` or `;`; a parameter is judged by its
+/// name with the rule of [`super::sensitive`] (decoded as the application reads it, normalised,
+/// compared with the secret words). The redacted pair keeps the raw name, so the result reads
+/// like the request (`to%6Ben=REDACTED`).
 ///
 /// Nothing is allocated when no parameter is sensitive.
 pub(crate) fn redact_query(query: &str) -> Cow<'_, str> {
-    let mut pairs = query.split('&');
+    let sensitive_at = |pair: &str| {
+        pair.split_once('=')
+            .filter(|(name, _)| super::sensitive::is_sensitive(name))
+            .map(|(name, _)| name.len())
+    };
+    let separator = |c: char| c == '&' || c == ';';
+    let mut pairs = query.split_inclusive(separator);
     let mut offset = 0;
     // Find the first sensitive pair without allocating.
-    let first = loop {
-        let Some(pair) = pairs.next() else {
+    let (start, first) = loop {
+        let Some(piece) = pairs.next() else {
             return Cow::Borrowed(query);
         };
-        if let Some((name, _)) = pair.split_once('=') {
-            if is_sensitive(name) {
-                break (offset, name);
-            }
+        if sensitive_at(piece.trim_end_matches(separator)).is_some() {
+            break (offset, piece);
         }
-        offset += pair.len() + 1;
+        offset += piece.len();
     };
     let mut out = String::with_capacity(query.len());
-    out.push_str(&query[..first.0]);
-    push_redacted(&mut out, first.1);
-    for pair in pairs {
-        out.push('&');
-        match pair.split_once('=') {
-            Some((name, _)) if is_sensitive(name) => push_redacted(&mut out, name),
-            _ => out.push_str(pair),
+    out.push_str(&query[..start]);
+    for piece in std::iter::once(first).chain(pairs) {
+        let pair = piece.trim_end_matches(separator);
+        match sensitive_at(pair) {
+            Some(name_len) => {
+                out.push_str(&pair[..name_len]);
+                out.push_str("=REDACTED");
+                out.push_str(&piece[pair.len()..]);
+            }
+            None => out.push_str(piece),
         }
     }
     Cow::Owned(out)
-}
-
-fn push_redacted(out: &mut String, name: &str) {
-    out.push_str(name);
-    out.push_str("=REDACTED");
-}
-
-/// The longest normalised name part that is compared; longer parts are never sensitive.
-const MAX_NAME_PART: usize = 32;
-
-/// Whether the raw (still encoded) parameter name `name` is sensitive (see [`redact_query`]).
-fn is_sensitive(name: &str) -> bool {
-    let mut part = [0_u8; MAX_NAME_PART];
-    let mut len = 0;
-    let mut too_long = false;
-    let mut sensitive = false;
-    let mut end_part = |part: &[u8], too_long: bool| {
-        sensitive |= !too_long && !part.is_empty() && is_sensitive_part(part);
-    };
-    for byte in FormDecoded::new(name.as_bytes()) {
-        match byte {
-            b'[' | b']' => {
-                end_part(&part[..len], too_long);
-                len = 0;
-                too_long = false;
-            }
-            b'-' | b'_' | b'.' => {}
-            byte if byte.is_ascii_whitespace() => {}
-            byte => match part.get_mut(len) {
-                Some(slot) => {
-                    *slot = byte.to_ascii_lowercase();
-                    len += 1;
-                }
-                None => too_long = true,
-            },
-        }
-    }
-    end_part(&part[..len], too_long);
-    sensitive
-}
-
-/// Whether a normalised name part (lower case, no separators) is one of
-/// [`SENSITIVE_QUERY_KEYS`], normalised the same way.
-fn is_sensitive_part(part: &[u8]) -> bool {
-    SENSITIVE_QUERY_KEYS.iter().any(|key| {
-        key.bytes()
-            .filter(|b| !matches!(b, b'-' | b'_' | b'.'))
-            .eq(part.iter().copied())
-    })
-}
-
-/// The bytes of an `application/x-www-form-urlencoded` string decoded as `form_urlencoded`
-/// decodes them: `+` is a space, `%XX` a byte, and a `%` not followed by two hex digits is
-/// kept as it is.
-struct FormDecoded<'a> {
-    bytes: std::slice::Iter<'a, u8>,
-}
-
-impl<'a> FormDecoded<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes: bytes.iter(),
-        }
-    }
-}
-
-impl Iterator for FormDecoded<'_> {
-    type Item = u8;
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = *self.bytes.next()?;
-        match byte {
-            b'+' => Some(b' '),
-            b'%' => {
-                let rest = self.bytes.as_slice();
-                let digit = |i: usize| rest.get(i).and_then(|b| char::from(*b).to_digit(16));
-                match (digit(0), digit(1)) {
-                    (Some(high), Some(low)) => {
-                        self.bytes.nth(1);
-                        u8::try_from(high * 16 + low).ok()
-                    }
-                    _ => Some(b'%'),
-                }
-            }
-            byte => Some(byte),
-        }
-    }
 }
 
 /// Cuts `value` to at most `limit` bytes, on a character boundary.
@@ -321,12 +209,19 @@ mod tests {
             ("token=a=b&x=1", "token=REDACTED&x=1"),
             ("&&token=S&", "&&token=REDACTED&"),
             // Not sensitive: left alone.
-            ("tokens=S", "tokens=S"),
+            // Double-encoded, `;`-separated, and names that hold a secret word.
+            ("to%256Ben=S", "to%256Ben=REDACTED"),
+            ("%2574oken=S", "%2574oken=REDACTED"),
+            ("q=1;token=S;p=2", "q=1;token=REDACTED;p=2"),
+            ("tokens=S", "tokens=REDACTED"),
+            (
+                "auth_token=S&oauth_token=T",
+                "auth_token=REDACTED&oauth_token=REDACTED",
+            ),
             ("monkey=S", "monkey=S"),
             ("token", "token"),
             ("q=token", "q=token"),
             ("%=S&%4=S&%zz=S", "%=S&%4=S&%zz=S"),
-            ("to%256Ben=S", "to%256Ben=S"), // decodes to `to%6Ben`, not `token`
             (
                 "averyveryveryveryveryverylongparametername=S",
                 "averyveryveryveryveryverylongparametername=S",
@@ -340,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_query_without_secrets_is_not_copied() {
-        let query = "q=rust&page=2&to%6Bens=x";
+        let query = "q=rust&page=2&mon%6Bey=x;lang=en";
         assert!(matches!(redact_query(query), Cow::Borrowed(q) if q == query));
     }
 
@@ -356,7 +251,7 @@ mod tests {
             "%e2%82%ac",
             "x%2",
         ] {
-            let ours: Vec<u8> = FormDecoded::new(raw.as_bytes()).collect();
+            let ours: Vec<u8> = crate::http::sensitive::FormDecoded::new(raw.as_bytes()).collect();
             let theirs: Vec<u8> = url::form_urlencoded::parse(format!("{raw}=v").as_bytes())
                 .next()
                 .map(|(name, _)| name.into_owned().into_bytes())

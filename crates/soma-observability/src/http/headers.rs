@@ -10,10 +10,12 @@
 //! apply to the server span of every request, client lists to the spans of
 //! [`HttpClient`](crate::HttpClient).
 //!
-//! - Values of `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, of any header
-//!   whose name holds `api-key`/`apikey`, `token`, `secret` or `password`, and of the headers
-//!   named in `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` are recorded as
-//!   `[REDACTED]` even when listed: the attribute says the header was there, not what it held.
+//! - Values of headers whose name holds a secret, by the same rule as `url.query`'s parameters
+//!   (`Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any name holding
+//!   `token`, `secret`, `password`, `apikey`, `credential`, `signature`, `session`, ...: the
+//!   rule and its word lists are in `http/sensitive.rs`), and of the headers named in
+//!   `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`, are recorded as `[REDACTED]`
+//!   even when listed: the attribute says the header was there, not what it held.
 //! - Bounded: at most [`MAX_CAPTURED_HEADERS`] names per list (more is a configuration error),
 //!   at most [`MAX_VALUES_PER_HEADER`] lines per header (further lines are left out), each value
 //!   cut to `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` bytes. Values that are not UTF-8 are converted
@@ -96,15 +98,10 @@ fn names(list: &[String], setting: &'static str) -> Result<Vec<HeaderName>, Conf
     Ok(out)
 }
 
-/// Credentials: recorded as [`REDACTED`] whatever the configuration says.
+/// Credentials: recorded as [`REDACTED`] whatever the configuration says; the same rule as
+/// `url.query`'s (see the module docs).
 fn always_sensitive(name: &str) -> bool {
-    let squashed: String = name.chars().filter(|c| !matches!(c, '-' | '_')).collect();
-    matches!(
-        name,
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || ["apikey", "token", "secret", "password"]
-        .iter()
-        .any(|word| squashed.contains(word))
+    super::sensitive::is_sensitive(name)
 }
 
 /// One list of captured headers.

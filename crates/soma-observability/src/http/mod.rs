@@ -30,16 +30,16 @@
 //! request carries a valid `traceparent`. `traceparent` is checked strictly against W3C Trace
 //! Context (the SDK alone accepts some forms it says to ignore, such as a short span id): an
 //! invalid one is ignored, `tracestate` with it, and the request starts a fresh trace; a
-//! `tracestate` over 512 bytes is dropped; `baggage` is bounded by the SDK (180 members, 8192
-//! bytes). Handler code runs inside that context, so its `tracing` spans and logs join the
+//! `tracestate` over 512 bytes is dropped; `baggage` is bounded both ways (64 members, 8192
+//! bytes, read and written; see `propagation.rs`). Handler code runs inside that context, so its `tracing` spans and logs join the
 //! trace. The response carries a `traceresponse` header (`00-{trace_id}-{span_id}-{flags}`) so
 //! the caller can find the trace. Header values are never
 //! recorded except `User-Agent` and the headers listed for capture (see [`headers`]), and
 //! sensitive query parameters are redacted in `url.query`.
-//! A parameter's name is judged as the application reads it: percent-escapes and `+` are decoded
-//! as axum's `Query` extractor decodes them, ASCII case, whitespace and the separators `-`, `_`
-//! and `.` are ignored, and a bracketed form (`token[]`, `user[password]`) is sensitive when any
-//! of its parts is. The redacted pair keeps the name as sent: `to%6Ben=REDACTED`.
+//! A parameter's name is judged as the application reads it (decoded as axum's `Query` decodes
+//! it, again while that changes it), normalised, and compared with secret words by the one rule
+//! captured headers use too (`http/sensitive.rs`). The redacted pair keeps the name as sent:
+//! `to%6Ben=REDACTED`.
 //!
 //! # Panics
 //!
@@ -108,6 +108,7 @@ mod layer; // HttpTelemetryLayer and the HttpTelemetry service
 mod panic; // what a panicking handler or body reports
 mod routes; // Route, RouteInterner: one shared entry per route template
 mod scheme; // SchemeRule: `url.scheme` from the listener or a trusted proxy header
+mod sensitive; // is_sensitive: the one rule for secret query parameter and header names
 mod series; // Series: one bound series of the request histograms
 mod shared; // Shared, HttpTracing: what every request of one layer shares
 mod state; // RequestState: one request, recorded once when dropped; its server span
