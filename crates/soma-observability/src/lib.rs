@@ -11,7 +11,7 @@
 //!     let app = Router::new().route("/users/{id}", get(|| async { "hello" }));
 //!     let (app, mut guard) = soma_observability::setup_observability("users", app)?;
 //!     let listener = tokio::net::TcpListener::bind("0.0.0.0:8000").await?;
-//!     axum::serve(listener, app)
+//!     axum::serve(soma_observability::Draining::new(listener), app)
 //!         .with_graceful_shutdown(soma_observability::shutdown_signal())
 //!         .await?;
 //!     guard.shutdown().await?; // flush traces and logs; an outage is logged, not an error

@@ -23,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "0.0.0.0:8000".to_owned());
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, app)
+    // Draining: connections still open at the drain deadline are closed, so SIGTERM always ends.
+    axum::serve(soma_observability::Draining::new(listener), app)
         .with_graceful_shutdown(soma_observability::shutdown_signal())
         .await?;
     guard.shutdown().await?; // flush traces and logs; a collector outage is logged, not an error
