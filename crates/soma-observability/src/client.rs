@@ -211,7 +211,8 @@ impl HttpClient {
         };
         let address = url.host_str().unwrap_or_default().to_owned();
         let port = i64::from(url.port_or_known_default().unwrap_or(80));
-        let full = url_full(url);
+        let (captures, limit) = self.headers();
+        let full = url_full(url, &captures.sensitive_names);
 
         let cx = self.start_span(
             SpanBuilder::from_name(if method == "_OTHER" {
@@ -236,7 +237,6 @@ impl HttpClient {
                 propagator.inject_context(&cx, &mut injector);
             }
         }
-        let (captures, limit) = self.headers();
         let headers = request.headers();
         captures
             .client_request
@@ -467,14 +467,14 @@ fn installed_headers() -> (Arc<HeaderCaptures>, usize) {
 
 /// `url.full`: the URL without credentials or fragment, with sensitive query values redacted
 /// (see the [`http`](crate::http) module docs for how parameter names are judged).
-fn url_full(url: &reqwest::Url) -> String {
+fn url_full(url: &reqwest::Url, extra: &[Box<[u8]>]) -> String {
     let mut full = url.clone();
     let _ = full.set_username("");
     let _ = full.set_password(None);
     // Never sent, but may hold secrets (`#access_token=` in OAuth redirects).
     full.set_fragment(None);
     if let Some(query) = url.query() {
-        if let std::borrow::Cow::Owned(redacted) = redact_query(query) {
+        if let std::borrow::Cow::Owned(redacted) = redact_query(query, extra) {
             full.set_query(Some(&redacted));
         }
     }
@@ -502,7 +502,7 @@ mod tests {
         ];
         for (url, expected) in table {
             let url = reqwest::Url::parse(url).unwrap();
-            assert_eq!(url_full(&url), expected, "{url}");
+            assert_eq!(url_full(&url, &[]), expected, "{url}");
         }
     }
 }

@@ -46,7 +46,7 @@
 //! | `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | longest string attribute taken from a request (user agent, path, query), in bytes | `1024` | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`, `..._SERVER_RESPONSE` | comma-separated header names (case-insensitive, at most 32) recorded on server spans as `http.{request,response}.header.<name>` (see [`http::headers`](crate::http::headers)) | none | error |
 //! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`, `..._CLIENT_RESPONSE` | the same for [`HttpClient`](crate::HttpClient) spans | none | error |
-//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` | header names whose captured values are recorded as `[REDACTED]` (credentials always are) | none | error |
+//! | `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` | names whose captured header values are recorded as `[REDACTED]` and whose query parameter values are `REDACTED` in `url.query` and `url.full` (credentials always are) | none | error |
 //! | `RUST_LOG` | `tracing` filter for stdout and OTLP logs | `info,opentelemetry=warn` | error |
 //! | `SOMA_SHUTDOWN_DRAIN_TIMEOUT` | after SIGTERM/SIGINT ([`shutdown_signal`](crate::shutdown_signal)), how long requests in flight may take, in ms; then the connections still open ([`Draining`](crate::Draining) listeners) are closed. Keep it plus the guard's shutdown timeout (10 s) under Kubernetes' `terminationGracePeriodSeconds` (30 s by default) | `15000` | error at setup; `shutdown_signal` warns and uses the default |
 //! | `SOMA_LOG_FORMAT` | stdout log format: `text` or `json` | `text` | error |

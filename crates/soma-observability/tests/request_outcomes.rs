@@ -258,3 +258,46 @@ async fn a_route_template_hook_that_panics_costs_only_the_route() {
     );
     assert_eq!(series_count(&metrics, DURATION_COUNT), 2, "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_a_team_adds_to_the_sensitive_ones_are_redacted_in_queries_too() {
+    let otlp = common::FakeOtlp::start().await;
+    let endpoint = otlp.http_endpoint();
+    let config = common::config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+        (
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
+            "x-tenant-key",
+        ),
+    ]);
+    let parts = common::build("tenants", config);
+    let app = parts
+        .instrument(Router::new().route("/items", get(|| async { "item" })))
+        .unwrap();
+    let (addr, _server) = common::serve(app).await;
+    let client = parts.http_client(reqwest::Client::new());
+    let response = client
+        .get(format!("http://{addr}/items?x_tenant_key=S3CRET&q=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let spans = otlp
+        .wait_for_spans(Duration::from_secs(10), |spans| spans.len() >= 2)
+        .await;
+    let server = &spans
+        .iter()
+        .find(|(_, s)| s.name == "GET /items")
+        .unwrap()
+        .1;
+    assert_eq!(
+        common::string_attr(&server.attributes, "url.query").as_deref(),
+        Some("x_tenant_key=REDACTED&q=1")
+    );
+    let client_span = &spans.iter().find(|(_, s)| s.name == "GET").unwrap().1;
+    let full = common::string_attr(&client_span.attributes, "url.full").unwrap();
+    assert!(full.ends_with("?x_tenant_key=REDACTED&q=1"), "{full}");
+    assert!(!otlp.raw_bytes().windows(6).any(|w| w == b"S3CRET"));
+}

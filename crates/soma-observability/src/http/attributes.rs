@@ -102,11 +102,12 @@ impl Labels {
 /// compared with the secret words). The redacted pair keeps the raw name, so the result reads
 /// like the request (`to%6Ben=REDACTED`).
 ///
+/// `extra` holds the names the team added (normalised, see [`super::sensitive::normalised`]).
 /// Nothing is allocated when no parameter is sensitive.
-pub(crate) fn redact_query(query: &str) -> Cow<'_, str> {
+pub(crate) fn redact_query<'a>(query: &'a str, extra: &[Box<[u8]>]) -> Cow<'a, str> {
     let sensitive_at = |pair: &str| {
         pair.split_once('=')
-            .filter(|(name, _)| super::sensitive::is_sensitive(name))
+            .filter(|(name, _)| super::sensitive::is_sensitive_with(name, extra))
             .map(|(name, _)| name.len())
     };
     let separator = |c: char| c == '&' || c == ';';
@@ -164,7 +165,10 @@ mod tests {
     #[test]
     fn sensitive_query_values_are_redacted() {
         assert_eq!(
-            redact_query("q=rust&token=abc&API_KEY=k&sig=s&x-amz-signature=z&flag"),
+            redact_query(
+                "q=rust&token=abc&API_KEY=k&sig=s&x-amz-signature=z&flag",
+                &[]
+            ),
             "q=rust&token=REDACTED&API_KEY=REDACTED&sig=REDACTED&x-amz-signature=REDACTED&flag"
         );
     }
@@ -229,14 +233,14 @@ mod tests {
             ("", ""),
         ];
         for (query, expected) in table {
-            assert_eq!(redact_query(query), expected, "{query}");
+            assert_eq!(redact_query(query, &[]), expected, "{query}");
         }
     }
 
     #[test]
     fn a_query_without_secrets_is_not_copied() {
         let query = "q=rust&page=2&mon%6Bey=x;lang=en";
-        assert!(matches!(redact_query(query), Cow::Borrowed(q) if q == query));
+        assert!(matches!(redact_query(query, &[]), Cow::Borrowed(q) if q == query));
     }
 
     #[test]

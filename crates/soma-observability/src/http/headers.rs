@@ -42,6 +42,9 @@ pub(crate) struct HeaderCaptures {
     pub(crate) client_request: Capture,
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) client_response: Capture,
+    /// The names the team added to the sensitive ones (`SANITIZE_FIELDS`), normalised: for
+    /// query parameters too.
+    pub(crate) sensitive_names: Vec<Box<[u8]>>,
 }
 
 impl HeaderCaptures {
@@ -69,6 +72,10 @@ impl HeaderCaptures {
             server_response: compile(&capture.server_response, "http.response.header.")?,
             client_request: compile(&capture.client_request, "http.request.header.")?,
             client_response: compile(&capture.client_response, "http.response.header.")?,
+            sensitive_names: sanitize
+                .iter()
+                .map(|name| super::sensitive::normalised(name.as_str()))
+                .collect(),
         })
     }
 }

@@ -17,8 +17,12 @@
 //! AWS (`X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`, `AWSAccessKeyId`), Google
 //! Cloud (`X-Goog-Signature`, `X-Goog-Credential`) and Azure (SAS `sig`), and the usual session
 //! and API-key names. Redacting a name that held nothing secret costs a value in a trace;
-//! missing one leaks it, so the rule errs on the side of redacting. Header names can be added
-//! with `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS`.
+//! missing one leaks it, so the rule errs on the side of redacting. Names of your own are added
+//! with `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS` (or
+//! `HeaderCapture::sanitize`), for headers and query parameters alike: each is normalised the
+//! same way and compared with the whole name and its bracketed parts (`x-tenant-key` redacts
+//! the header `X-Tenant-Key` and the query parameters `x_tenant_key`, `X-Tenant-Key` and
+//! `x%2Dtenant%2Dkey`).
 
 /// Redacted wherever they appear inside a normalised name.
 pub(crate) const SECRET_PARTS: &[&str] = &[
@@ -50,6 +54,20 @@ const DECODINGS: usize = 3;
 /// Whether `name` (a raw, possibly percent-encoded, query parameter name or a header name) holds
 /// a secret (see the [module docs](self)).
 pub(crate) fn is_sensitive(name: &str) -> bool {
+    is_sensitive_with(name, &[])
+}
+
+/// `name` normalised as the rule compares it: for the names a team adds.
+pub(crate) fn normalised(name: &str) -> Box<[u8]> {
+    name.bytes()
+        .filter(|b| !matches!(b, b'-' | b'_' | b'.' | b'[' | b']') && !b.is_ascii_whitespace())
+        .map(|b| b.to_ascii_lowercase())
+        .collect()
+}
+
+/// [`is_sensitive`], with `extra` (already [`normalised`]) names the team added.
+pub(crate) fn is_sensitive_with(name: &str, extra: &[Box<[u8]>]) -> bool {
+    let is_secret_name = |name: &[u8]| is_secret_name(name) || extra.iter().any(|e| **e == *name);
     let mut decoded = std::borrow::Cow::Borrowed(name.as_bytes());
     for _ in 0..DECODINGS {
         if !decoded.iter().any(|b| matches!(b, b'%' | b'+')) {

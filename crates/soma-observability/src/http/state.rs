@@ -441,7 +441,7 @@ fn request_attributes<B>(
         attributes::truncate(req.uri().path(), limit).to_owned(),
     ));
     if let Some(query) = req.uri().query() {
-        let redacted = attributes::redact_query(query);
+        let redacted = attributes::redact_query(query, &shared.headers.sensitive_names);
         add(KeyValue::new(
             semconv::URL_QUERY,
             attributes::truncate(&redacted, limit).to_owned(),
