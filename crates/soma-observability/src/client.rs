@@ -399,8 +399,8 @@ impl RequestBuilder {
         })
     }
 
-    /// Sends the request with trace context, a `CLIENT` span and its duration recorded (see the
-    /// [module docs](self)).
+    /// Sends the request with trace context, a `CLIENT` span and its duration recorded (see
+    /// [`HttpClient`]).
     ///
     /// # Errors
     ///
