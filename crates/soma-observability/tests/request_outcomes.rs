@@ -16,6 +16,22 @@ use tower_http::timeout::TimeoutLayer;
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 
+/// Parts whose spans go to `otlp` quickly, no logs, with one more variable `extra`.
+fn traced(
+    otlp: &common::FakeOtlp,
+    service: &str,
+    extra: (&str, &str),
+) -> soma_observability::ObservabilityParts {
+    let endpoint = otlp.http_endpoint();
+    let config = common::config(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+        extra,
+    ]);
+    common::build(service, config)
+}
+
 /// A handler that takes longer than the timeouts below.
 async fn slow() -> &'static str {
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -204,17 +220,14 @@ async fn responses_without_a_body_are_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_id_set_outside_the_layer_is_what_header_capture_records() {
     let otlp = common::FakeOtlp::start().await;
-    let endpoint = otlp.http_endpoint();
-    let config = common::config(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ("OTEL_LOGS_EXPORTER", "none"),
+    let parts = traced(
+        &otlp,
+        "request-ids",
         (
             "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",
             "x-request-id",
         ),
-    ]);
-    let parts = common::build("request-ids", config);
+    );
     let request_id = HeaderName::from_static("x-request-id");
     // The guide's placement: request ids are made outside the crate's layer (after setup), so
     // its span sees the id the rest of the service logs.
@@ -262,17 +275,14 @@ async fn a_route_template_hook_that_panics_costs_only_the_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_a_team_adds_to_the_sensitive_ones_are_redacted_in_queries_too() {
     let otlp = common::FakeOtlp::start().await;
-    let endpoint = otlp.http_endpoint();
-    let config = common::config(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ("OTEL_LOGS_EXPORTER", "none"),
+    let parts = traced(
+        &otlp,
+        "tenants",
         (
             "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",
             "x-tenant-key",
         ),
-    ]);
-    let parts = common::build("tenants", config);
+    );
     let app = parts
         .instrument(Router::new().route("/items", get(|| async { "item" })))
         .unwrap();
