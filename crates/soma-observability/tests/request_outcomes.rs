@@ -311,3 +311,48 @@ async fn names_a_team_adds_to_the_sensitive_ones_are_redacted_in_queries_too() {
     assert!(full.ends_with("?x_tenant_key=REDACTED&q=1"), "{full}");
     assert!(!otlp.raw_bytes().windows(6).any(|w| w == b"S3CRET"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_a_content_length_sent_to_its_end_is_complete() {
+    let parts = common::build("downloads", metrics_only());
+    // A file served as a stream with its length: the server stops polling once it has written
+    // that many bytes, without asking the body whether it ended.
+    let download = || async {
+        let chunks = futures_util::stream::iter(
+            ["first ", "second ", "third"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
+        );
+        axum::response::Response::builder()
+            .header("content-length", "18")
+            .body(Body::from_stream(chunks))
+            .unwrap()
+    };
+    let app = parts
+        .instrument(Router::new().route("/file", get(download)))
+        .unwrap();
+    let (addr, _server) = common::serve(app.clone()).await;
+    let client = reqwest::Client::new();
+    let text = common::get_text(&client, &format!("http://{addr}/file")).await;
+    assert_eq!(text, "first second third");
+    let metrics =
+        soma_system_tests::wait_for("the download recorded", Duration::from_secs(5), || {
+            let app = app.clone();
+            async move {
+                let metrics = scrape(&app).await;
+                sample(&metrics, DURATION_COUNT, &[r#"http_route="/file""#]).map(|_| metrics)
+            }
+        })
+        .await;
+    assert_eq!(
+        sample(
+            &metrics,
+            DURATION_COUNT,
+            &[
+                r#"http_route="/file""#,
+                r#"http_response_status_code="200""#
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("error_type"), "{metrics}");
+}

@@ -57,6 +57,9 @@ pub(crate) struct RequestState {
     outcome: Outcome,
     /// Whether the response body reached its end (or the response has none).
     body_ended: bool,
+    /// The response body's length, when the response says it (`Content-Length`, or an exact
+    /// size): the server stops polling a body once that much is written.
+    expected_body: Option<u64>,
     /// The context holding the server span, when tracing is on.
     context: Option<Context>,
     /// What the panic said, when [`Outcome::Panicked`].
@@ -87,6 +90,7 @@ impl RequestState {
             response_body_size: 0,
             outcome: Outcome::Pending,
             body_ended: false,
+            expected_body: None,
             context,
             panic_message: None,
         }
@@ -105,6 +109,10 @@ impl RequestState {
         if matches!(status, 100..=199 | 204 | 304) || self.labels.method() == "HEAD" {
             self.body_ended = true;
         }
+        self.expected_body = response
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse().ok());
         if let Some(cx) = &self.context {
             let span = cx.span();
             if span.is_recording() {
@@ -145,8 +153,20 @@ impl RequestState {
         self.body_ended = true;
     }
 
+    /// Notes the body's exact length, when the response has no `Content-Length` of its own
+    /// (the server then writes this one).
+    pub(crate) fn expect_body(&mut self, length: Option<u64>) {
+        self.expected_body = self.expected_body.or(length);
+    }
+
     pub(crate) fn add_response_bytes(&mut self, n: usize) {
         self.response_body_size = self.response_body_size.saturating_add(n as u64);
+        if self
+            .expected_body
+            .is_some_and(|expected| self.response_body_size >= expected)
+        {
+            self.body_ended = true;
+        }
     }
 }
 
