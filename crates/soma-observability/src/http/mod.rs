@@ -70,7 +70,8 @@
 //! a stream) keeps its status and gets `error.type = "aborted"`. Their spans have status Error
 //! and the event "request cancelled before a response was produced" or "response body stopped
 //! before its end"; neither is a panic, and neither logs an error. HEAD, 204 and 304 responses
-//! have no body to send and are complete.
+//! have no body to send and are complete; a body is complete once its `Content-Length` (or its
+//! exact size) is written, where the server stops polling it.
 //!
 //! # `url.scheme`
 //!
