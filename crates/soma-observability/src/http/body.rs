@@ -48,11 +48,8 @@ impl<B> ResponseBody<B> {
     where
         B: Body,
     {
-        if let Some(state) = state.as_mut() {
-            state.expect_body(body.size_hint().exact());
-            if body.is_end_stream() {
-                state.body_ended();
-            }
+        if let Some(state) = state.as_mut().filter(|_| body.is_end_stream()) {
+            state.body_ended();
         }
         Self {
             inner: Inner::Body { body },

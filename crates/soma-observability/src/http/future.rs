@@ -95,6 +95,7 @@ where
             Ok(mut response) => {
                 if let Some(state) = &mut state {
                     state.responded(&mut response);
+                    state.expect_body(&response);
                 }
                 Ok(response.map(|body| ResponseBody::new(body, state, catch_panic)))
             }

@@ -109,10 +109,7 @@ impl RequestState {
         if matches!(status, 100..=199 | 204 | 304) || self.labels.method() == "HEAD" {
             self.body_ended = true;
         }
-        self.expected_body = response
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse().ok());
+
         if let Some(cx) = &self.context {
             let span = cx.span();
             if span.is_recording() {
@@ -153,10 +150,15 @@ impl RequestState {
         self.body_ended = true;
     }
 
-    /// Notes the body's exact length, when the response has no `Content-Length` of its own
-    /// (the server then writes this one).
-    pub(crate) fn expect_body(&mut self, length: Option<u64>) {
-        self.expected_body = self.expected_body.or(length);
+    /// Notes how long `response`'s body is, when it says: its exact size, else its
+    /// `Content-Length` header (looked up only for bodies of unknown size, such as streams).
+    pub(crate) fn expect_body<B: http_body::Body>(&mut self, response: &Response<B>) {
+        self.expected_body = http_body::Body::size_hint(response.body())
+            .exact()
+            .or_else(|| {
+                let length = response.headers().get(axum::http::header::CONTENT_LENGTH)?;
+                length.to_str().ok()?.parse().ok()
+            });
     }
 
     pub(crate) fn add_response_bytes(&mut self, n: usize) {
