@@ -902,6 +902,35 @@ impl Number for f64 {
 mod tests {
     use super::*;
 
+    /// Every family the process and runtime metrics write is one a user instrument cannot
+    /// take: the list is kept by hand beside those writers, this keeps it whole.
+    #[test]
+    fn own_families_cover_what_the_crate_writes_itself() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut out = String::new();
+        crate::process::ProcessMetrics::new().write(&mut out, Format::Prometheus);
+        runtime.block_on(async {
+            crate::runtime::RuntimeMetrics::current()
+                .unwrap()
+                .write(&mut out, Format::Prometheus);
+        });
+        let written: Vec<&str> = out
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split(' ').next())
+            .collect();
+        assert!(written.len() > 5, "{out}");
+        for family in written {
+            let base = family.strip_suffix("_total").unwrap_or(family);
+            assert!(
+                OWN_FAMILIES.contains(&base),
+                "{family} is written by the crate but missing from OWN_FAMILIES"
+            );
+        }
+    }
+
     fn number(value: impl Number) -> String {
         let mut out = String::new();
         value.push_to(&mut out);
