@@ -29,6 +29,15 @@ pub(crate) struct ThreadTelemetry {
     pub(crate) client_headers: (Arc<HeaderCaptures>, usize),
 }
 
+/// How many thread defaults are set in the process right now: while there are any (a test's
+/// telemetry), an instrument that records on a thread without one records nowhere, and says so.
+static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether some thread of the process has a default (see [`ACTIVE`]).
+pub(crate) fn any_thread_has_one() -> bool {
+    ACTIVE.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Arc<ThreadTelemetry>>> = const { RefCell::new(None) };
 }
@@ -69,6 +78,7 @@ pub(crate) fn set(
     subscriber: impl tracing::Subscriber + Send + Sync + 'static,
 ) -> DefaultGuard {
     let previous = CURRENT.with(|current| current.replace(Some(Arc::new(telemetry))));
+    ACTIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     DefaultGuard {
         previous,
         _subscriber: tracing::subscriber::set_default(subscriber),
@@ -90,5 +100,6 @@ impl Drop for DefaultGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
         CURRENT.with(|current| *current.borrow_mut() = previous);
+        ACTIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -264,6 +264,9 @@ impl<T: Send + 'static, I: Real<T>> LateInner<I, T> {
         if let Some(real) = self.real() {
             return real.measure(value, attributes);
         }
+        if crate::current::any_thread_has_one() {
+            self.recorded_outside_the_test();
+        }
         let register = {
             let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
             if early.measurements.len() < EARLY_MEASUREMENTS_LIMIT {
@@ -281,6 +284,23 @@ impl<T: Send + 'static, I: Real<T>> LateInner<I, T> {
         if PROVIDER.get().is_some() {
             self.replay();
         }
+    }
+
+    /// Says once per process that an instrument recorded nowhere while a test's telemetry was
+    /// the default of another thread: it was made before it, or on another thread (a task on a
+    /// multi-thread runtime's worker), and the test would otherwise find nothing without a word.
+    fn recorded_outside_the_test(&self) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "soma-observability: the instrument {} of meter {} records nowhere: it was made \
+                 before the test's telemetry (TestTelemetry::new or ObservabilityParts::set_default) \
+                 or on another thread (a task on a multi-thread runtime's worker), and nothing is \
+                 installed; make it after TestTelemetry::new, on the test's thread",
+                self.name,
+                self.scope.name()
+            );
+        });
     }
 
     /// Records what was measured before installation into the real instrument, in order.

@@ -216,3 +216,39 @@ async fn a_unit_left_out_of_the_name_is_said_once() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].body.contains("payments.amount"), "{warnings:?}");
 }
+
+/// An instrument made on another thread than the test's (a task on a multi-thread runtime's
+/// worker) records nowhere; that is said on stderr instead of leaving the test to find nothing.
+/// The scenario runs in a child process, whose stderr is read.
+#[test]
+fn an_instrument_made_off_the_test_thread_says_it_records_nowhere() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "off_thread_child", "--nocapture", "--ignored"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let said: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("records nowhere"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(said[0].contains("jobs.done"), "{stderr}");
+}
+
+#[test]
+#[ignore = "run by an_instrument_made_off_the_test_thread_says_it_records_nowhere"]
+fn off_thread_child() {
+    let telemetry = TestTelemetry::new("jobs").unwrap();
+    std::thread::spawn(|| {
+        let done = soma_observability::get_meter("jobs")
+            .u64_counter("jobs.done")
+            .with_description("Jobs done.")
+            .build();
+        done.add(1, &[]);
+        done.add(1, &[]);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(telemetry.sum("jobs.done", &[]), None);
+}
