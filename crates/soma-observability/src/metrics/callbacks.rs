@@ -3,7 +3,8 @@
 //! The SDK runs every callback of an observable instrument at every collection (each scrape of
 //! `/metrics`, each OTLP metrics push) while it holds its pipeline's lock, the lock that creating
 //! an instrument needs too. A callback is the team's own code, so each one runs here on a thread
-//! of its own, and the collection waits for it at most [`CALLBACK_TIMEOUT`]:
+//! of its own (started at its first collection and parked between collections, not one thread
+//! per call), and the collection waits for it at most [`CALLBACK_TIMEOUT`]:
 //! - a callback that **panics** loses its values for that collection; the panic never reaches the
 //!   SDK's lock, so later collections are whole;
 //! - a callback that **blocks** loses its values once the timeout passes; until that call returns,
@@ -58,6 +59,12 @@ type SharedCallback<T> = Arc<dyn Fn(&dyn AsyncInstrument<T>) + Send + Sync>;
 /// One observation a callback made: replayed into the SDK when the callback returned in time.
 type Observations<T> = Vec<(T, Vec<KeyValue>)>;
 
+/// What a callback's thread sends back for one call: its observations, or its panic's message.
+type Outcome<T> = Result<Observations<T>, String>;
+
+/// One call handed to a callback's thread: the call's state and where to send its outcome.
+type Call<T> = (Arc<AtomicU8>, mpsc::SyncSender<Outcome<T>>);
+
 /// The counter every guarded callback of `meter` reports to. Create it with the instrument, never
 /// during a collection (creating an instrument then would wait for the collection's lock).
 pub(crate) fn failures_counter(meter: &Meter) -> Counter<u64> {
@@ -84,6 +91,7 @@ where
         instrument: Arc::from(instrument),
         failures,
         late_calls: Arc::new(AtomicUsize::new(0)),
+        thread: Mutex::new(None),
         warned: [
             AtomicBool::new(false),
             AtomicBool::new(false),
@@ -99,6 +107,8 @@ struct Guarded<T> {
     failures: Counter<u64>,
     /// Calls that timed out and still run: while there is one, collections skip the callback.
     late_calls: Arc<AtomicUsize>,
+    /// The callback's thread, started at the first call: it runs one call at a time.
+    thread: Mutex<Option<mpsc::Sender<Call<T>>>>,
     /// Whether each [`Reason`] was said in the log already.
     warned: [AtomicBool; 3],
 }
@@ -113,20 +123,8 @@ where
             return;
         }
         let state = Arc::new(AtomicU8::new(RUNNING));
-        let (tx, rx) = mpsc::sync_channel::<Result<Observations<T>, String>>(1);
-        let callback = Arc::clone(&self.callback);
-        let late_calls = Arc::clone(&self.late_calls);
-        let call_state = Arc::clone(&state);
-        let spawned = std::thread::Builder::new()
-            .name("otel-metric-callback".to_owned())
-            .spawn(move || {
-                let outcome = run(callback.as_ref());
-                if call_state.swap(DONE, Ordering::AcqRel) == LATE {
-                    late_calls.fetch_sub(1, Ordering::AcqRel);
-                }
-                let _ = tx.send(outcome);
-            });
-        if let Err(err) = spawned {
+        let (tx, rx) = mpsc::sync_channel::<Outcome<T>>(1);
+        if let Err(err) = self.hand_over((Arc::clone(&state), tx)) {
             self.fail(Reason::NoThread, &err.to_string());
             return;
         }
@@ -154,6 +152,35 @@ where
         }
     }
 
+    /// Hands `call` to the callback's thread, starting it if it is not running.
+    fn hand_over(&self, call: Call<T>) -> std::io::Result<()> {
+        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        let call = match thread.as_ref() {
+            Some(calls) => match calls.send(call) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(call)) => call,
+            },
+            None => call,
+        };
+        let (calls, queue) = mpsc::channel::<Call<T>>();
+        let callback = Arc::clone(&self.callback);
+        let late_calls = Arc::clone(&self.late_calls);
+        std::thread::Builder::new()
+            .name("otel-metric-callback".to_owned())
+            .spawn(move || {
+                for (state, reply) in queue {
+                    let outcome = run(callback.as_ref());
+                    if state.swap(DONE, Ordering::AcqRel) == LATE {
+                        late_calls.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    let _ = reply.send(outcome);
+                }
+            })?;
+        let sent = calls.send(call);
+        *thread = Some(calls);
+        sent.map_err(|_| std::io::Error::other("the callback's thread stopped at once"))
+    }
+
     fn fail(&self, reason: Reason, detail: &str) {
         self.failures.add(
             1,
@@ -176,9 +203,7 @@ where
 }
 
 /// Runs `callback` against a recorder: its observations, or its panic's message.
-fn run<T>(
-    callback: &(dyn Fn(&dyn AsyncInstrument<T>) + Send + Sync),
-) -> Result<Observations<T>, String>
+fn run<T>(callback: &(dyn Fn(&dyn AsyncInstrument<T>) + Send + Sync)) -> Outcome<T>
 where
     T: Copy + Send + Sync + 'static,
 {
