@@ -14,7 +14,7 @@ use soma_example_support::{http_client, serve, ServiceConfig};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ServiceConfig::from_env("gateway", 8080)?;
     let (router, guard) = soma_observability::setup_observability(config.name, app::app())?;
-    // The meter and the client's tracer come from the globals: create them after setup.
+    // Made after setup here; made before (in the state), they would bind at setup too.
     let meter = soma_observability::get_meter("gateway");
     let state = app::AppState::new(&meter, http_client()?, config.peers.clone());
     serve(router.with_state(state), &config, guard).await

@@ -10,7 +10,7 @@ use soma_example_support::{serve, ServiceConfig};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ServiceConfig::from_env("identity-service", 8002)?;
     let (router, guard) = soma_observability::setup_observability(config.name, app::app())?;
-    // Instruments come from the global meter: create them after setup.
+    // Made after setup here; made before (in the state), they would bind at setup too.
     let state = app::AppState::from_env(&soma_observability::get_meter("identity-service"));
     serve(router.with_state(state), &config, guard).await
 }
